@@ -1,0 +1,130 @@
+// Package store defines the read-only content store a sluice node serves
+// from: tags resolved to descriptors, content addressed by digest, the list
+// of images, and a stream of changes. Backends: containerd, an OCI
+// image-layout directory (the embedded default) and memory (tests).
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// ErrNotFound is returned when a tag or digest is not in the store.
+var ErrNotFound = errors.New("not found")
+
+// Image is a named image in the store.
+type Image struct {
+	// Name is the full reference, e.g. "docker.io/library/nginx:1.27".
+	Name string
+	// Registry, Repository and Tag are the parts of Name ("docker.io",
+	// "library/nginx", "1.27"). Tag is empty for digest-only names.
+	Registry   string
+	Repository string
+	Tag        string
+	// Target is the descriptor of the index or manifest the name points at.
+	Target ocispec.Descriptor
+	// Pinned is true when the image is protected from garbage collection
+	// (io.cri-containerd.pinned=pinned), as air-gap imports are.
+	Pinned bool
+	// Labels are the image's labels (containerd) or annotations (oci).
+	Labels map[string]string
+}
+
+// Info describes content in the store.
+type Info struct {
+	Digest digest.Digest
+	Size   int64
+	// MediaType is the stored media type when the backend knows it; empty
+	// otherwise (containerd's content store does not keep it).
+	MediaType string
+	// Registries are the registries the content was pulled from, from the
+	// containerd.io/distribution.source.<registry> labels; empty when unknown.
+	Registries []string
+	// Labels are the content labels, when the backend has them.
+	Labels map[string]string
+}
+
+// Content is open content. Reads are positional, so one Content can serve
+// several ranges at once.
+type Content interface {
+	io.ReaderAt
+	io.Closer
+	Size() int64
+}
+
+// Filer is implemented by Content backed by a regular file, so the server
+// can hand the file to sendfile(2) instead of copying through user space.
+type Filer interface {
+	File() FileHandle
+}
+
+// FileHandle is the subset of *os.File the registry needs for sendfile.
+type FileHandle interface {
+	io.ReadSeeker
+	io.ReaderAt
+	Name() string
+}
+
+// EventType says what changed.
+type EventType int
+
+// Event types.
+const (
+	EventImageCreate EventType = iota + 1
+	EventImageUpdate
+	EventImageDelete
+	EventContentCreate
+	EventContentDelete
+)
+
+func (t EventType) String() string {
+	switch t {
+	case EventImageCreate:
+		return "image-create"
+	case EventImageUpdate:
+		return "image-update"
+	case EventImageDelete:
+		return "image-delete"
+	case EventContentCreate:
+		return "content-create"
+	case EventContentDelete:
+		return "content-delete"
+	}
+	return "unknown"
+}
+
+// Event is a change in the store. Image events carry Image (for deletes
+// only Name is set); content events carry Digest.
+type Event struct {
+	Type   EventType
+	Image  Image
+	Digest digest.Digest
+}
+
+// Store is the read-only view of a node's content.
+type Store interface {
+	// Resolve returns the descriptor the tag registry/repository:tag
+	// points at, or ErrNotFound.
+	Resolve(ctx context.Context, registry, repository, tag string) (ocispec.Descriptor, error)
+	// Stat describes content by digest, or returns ErrNotFound.
+	Stat(ctx context.Context, dgst digest.Digest) (Info, error)
+	// Open opens content by digest for reading, or returns ErrNotFound.
+	Open(ctx context.Context, dgst digest.Digest) (Content, error)
+	// Images lists the named images.
+	Images(ctx context.Context) ([]Image, error)
+}
+
+// Subscriber is implemented by stores that report changes. The channel is
+// closed when ctx is done or the backend stops.
+type Subscriber interface {
+	Subscribe(ctx context.Context) (<-chan Event, error)
+}
+
+// Namer is implemented by stores that have a descriptive name for logs.
+type Namer interface {
+	Name() string
+}
