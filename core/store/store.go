@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -59,14 +60,7 @@ type Content interface {
 // Filer is implemented by Content backed by a regular file, so the server
 // can hand the file to sendfile(2) instead of copying through user space.
 type Filer interface {
-	File() FileHandle
-}
-
-// FileHandle is the subset of *os.File the registry needs for sendfile.
-type FileHandle interface {
-	io.ReadSeeker
-	io.ReaderAt
-	Name() string
+	OSFile() *os.File
 }
 
 // EventType says what changed.

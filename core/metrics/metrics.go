@@ -1,0 +1,67 @@
+// Package metrics defines sluice's Prometheus metrics (prefix sluice_) in
+// one place, so names match DESIGN.md and every component shares them.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the node's collectors. Build one per node with New.
+type Metrics struct {
+	MirrorRequests      *prometheus.CounterVec   // registry, kind, source, result
+	ResolveDuration     prometheus.Histogram     // time to find providers
+	BytesServed         *prometheus.CounterVec   // to=local|peer
+	BytesFetched        *prometheus.CounterVec   // from=peer
+	PeerVerifyFailures  prometheus.Counter       // peer bytes that failed their digest
+	LocalVerifyFailures prometheus.Counter       // local content that failed its digest before serving
+	RequestDuration     *prometheus.HistogramVec // kind, source
+	PeerFetchesInFlight prometheus.Gauge
+	HedgedFetches       prometheus.Counter
+	ResumedFetches      prometheus.Counter
+}
+
+// New creates the collectors and registers them with reg (nil: a private
+// registry, for tests).
+func New(reg prometheus.Registerer) *Metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := &Metrics{
+		MirrorRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_mirror_requests_total", Help: "Distribution API requests by registry, kind, where the content came from (local, peer, none) and result.",
+		}, []string{"registry", "kind", "source", "result"}),
+		ResolveDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sluice_resolve_duration_seconds", Help: "Time to find the first provider of a key.",
+			Buckets: []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5},
+		}),
+		BytesServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_bytes_served_total", Help: "Bytes served, to the local containerd or to peers.",
+		}, []string{"to"}),
+		BytesFetched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_bytes_fetched_total", Help: "Bytes fetched from peers.",
+		}, []string{"from"}),
+		PeerVerifyFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_peer_verification_failures_total", Help: "Content from a peer that did not match its digest.",
+		}),
+		LocalVerifyFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_local_verification_failures_total", Help: "Local content that did not match its digest and was not served.",
+		}),
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sluice_request_duration_seconds", Help: "Distribution API request duration.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}, []string{"kind", "source"}),
+		PeerFetchesInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_peer_fetches_in_flight", Help: "Fetches from peers in progress.",
+		}),
+		HedgedFetches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_hedged_fetches_total", Help: "Fetches that started a second peer because the first was slow.",
+		}),
+		ResumedFetches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_resumed_fetches_total", Help: "Blob fetches resumed on another peer with Range after a failure.",
+		}),
+	}
+	reg.MustRegister(m.MirrorRequests, m.ResolveDuration, m.BytesServed, m.BytesFetched,
+		m.PeerVerifyFailures, m.LocalVerifyFailures, m.RequestDuration, m.PeerFetchesInFlight,
+		m.HedgedFetches, m.ResumedFetches)
+	return m
+}

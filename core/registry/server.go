@@ -1,0 +1,140 @@
+// Package registry is sluice's HTTP server: the read-only OCI distribution
+// API over the node's store, the mirror path that fetches from peers what
+// the store lacks, policy checks at the serve and resolve decision points,
+// Range, HEAD and metrics.
+package registry
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sluice-oci/sluice/core/metrics"
+	"github.com/sluice-oci/sluice/core/oci"
+	"github.com/sluice-oci/sluice/core/store"
+	"github.com/sluice-oci/sluice/policy"
+)
+
+// PeerHeader marks a request from another sluice node: it carries the
+// requesting node's peer ID, and such a request is served from local
+// content only (no mirroring, so no loops).
+const PeerHeader = "Sluice-Peer"
+
+// Manifest is a manifest fetched from a peer and verified.
+type Manifest struct {
+	Bytes     []byte
+	MediaType string
+	Peer      string
+}
+
+// ErrAborted is returned by a Mirror that had already started the response
+// body when it failed: the server must abort the connection so the client
+// never takes a short or wrong body for a success.
+var ErrAborted = errors.New("response aborted")
+
+// Mirror fetches from peers what the local store does not hold.
+type Mirror interface {
+	// Manifest resolves a tag or digest through peers; store.ErrNotFound
+	// when no peer has it within the resolve timeout.
+	Manifest(ctx context.Context, ref oci.Reference) (Manifest, error)
+	// ServeBlob writes the blob (honouring Range and HEAD) from peers,
+	// verifying it against its digest. store.ErrNotFound before anything
+	// was written means no peer has it; ErrAborted means the body started
+	// and could not be completed.
+	ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, ref oci.Reference) error
+}
+
+// Server serves the distribution API. Build with New.
+type Server struct {
+	store           store.Store
+	defaultRegistry string
+	mirror          Mirror
+	policy          policy.Engine
+	metrics         *metrics.Metrics
+	log             *slog.Logger
+	verified        *verifyCache
+	nodeName        string
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithMirror enables fetching from peers for local clients.
+func WithMirror(m Mirror) Option { return func(s *Server) { s.mirror = m } }
+
+// WithPolicy sets the engine asked at the serve and resolve points.
+func WithPolicy(e policy.Engine) Option { return func(s *Server) { s.policy = e } }
+
+// WithMetrics sets the node's metrics.
+func WithMetrics(m *metrics.Metrics) Option { return func(s *Server) { s.metrics = m } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithDefaultRegistry sets the registry of requests without ?ns=.
+func WithDefaultRegistry(r string) Option { return func(s *Server) { s.defaultRegistry = r } }
+
+// New returns a server over st.
+func New(st store.Store, opts ...Option) *Server {
+	s := &Server{store: st, defaultRegistry: "docker.io", verified: newVerifyCache(4096)}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.metrics == nil {
+		s.metrics = metrics.New(nil)
+	}
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
+	req, err := oci.ParseRequest(r.Method, r.URL, s.defaultRegistry)
+	if err != nil {
+		oci.WriteError(w, r, err)
+		return
+	}
+	if req.Kind == oci.KindBase {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "2")
+		if r.Method != http.MethodHead {
+			_, _ = w.Write([]byte("{}"))
+		}
+		return
+	}
+	c := &call{Server: s, w: w, r: r, req: req, peer: peerOf(r)}
+	c.serve()
+	source := c.source
+	if source == "" {
+		source = "none"
+	}
+	result := "ok"
+	if c.status >= 400 {
+		result = strconv.Itoa(c.status)
+	}
+	s.metrics.MirrorRequests.WithLabelValues(req.Ref.Registry, req.Kind.String(), source, result).Inc()
+	s.metrics.RequestDuration.WithLabelValues(req.Kind.String(), source).Observe(time.Since(start).Seconds())
+}
+
+// peerOf returns the requesting peer, nil for the local containerd.
+func peerOf(r *http.Request) *policy.Peer {
+	id := r.Header.Get(PeerHeader)
+	var subject string
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		subject = r.TLS.PeerCertificates[0].Subject.String()
+	}
+	if id == "" && subject == "" {
+		return nil
+	}
+	if len(id) > 128 {
+		id = id[:128]
+	}
+	return &policy.Peer{ID: id, Address: r.RemoteAddr, TLSSubject: subject}
+}

@@ -1,0 +1,318 @@
+package routing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p-kad-dht/records"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ipnet "github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	"golang.org/x/sync/errgroup"
+)
+
+// Defaults of P2PConfig.
+const (
+	DefaultRecordTTL     = 30 * time.Minute
+	DefaultCheckInterval = 10 * time.Second
+	// DHTProtocolPrefix keeps sluice's DHT apart from the public IPFS one.
+	DHTProtocolPrefix = "/sluice"
+)
+
+// P2PConfig configures NewP2P.
+type P2PConfig struct {
+	// ListenAddr is --p2p-addr: ":5001", "127.0.0.2:5001", "[::1]:5001" or a
+	// TCP multiaddr. Port 0 picks a free port.
+	ListenAddr string
+	// DataDir holds the node key (p2p.key, created 0600 when missing). Empty
+	// gives an ephemeral key, hence a new peer ID on every start.
+	DataDir string
+	// RegistryPort and RegistryScheme ("http" by default, or "https") are
+	// what peers are told about this node's registry (InfoProtocol).
+	RegistryPort   uint16
+	RegistryScheme string
+	// PSK, when set, makes the node join only the libp2p private network
+	// of nodes holding the same key.
+	PSK ipnet.PSK
+	// Bootstrap are --bootstrap values (see ParseBootstrap).
+	Bootstrap []string
+	// Resolver resolves dns: bootstrap names; net.DefaultResolver if nil.
+	Resolver Resolver
+	// CheckInterval is how often the bootstrap loop checks that the routing
+	// table is not empty (DefaultCheckInterval if 0).
+	CheckInterval time.Duration
+	// RecordTTL is how long this node keeps provider records it stores for
+	// others (DefaultRecordTTL if 0). Every node must use the same value,
+	// and the advertiser must re-provide more often than this.
+	RecordTTL time.Duration
+	// Logger receives the router's logs; silent if nil.
+	Logger *slog.Logger
+}
+
+// P2P is the libp2p + Kademlia DHT router.
+type P2P struct {
+	host      host.Host
+	dht       *dht.IpfsDHT
+	info      *infoService
+	key       crypto.PrivKey
+	psk       ipnet.PSK
+	resolver  Resolver
+	bootstrap []Bootstrap
+	log       *slog.Logger
+	loopback  bool
+
+	checkInterval time.Duration
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+var (
+	_ Router      = (*P2P)(nil)
+	_ PeerCounter = (*P2P)(nil)
+)
+
+// NewP2P starts a libp2p host (TCP only; Noise; Ed25519 key from DataDir;
+// no relay, NAT port mapping, mDNS or libp2p metrics) with a Kademlia DHT in
+// server mode under the /sluice protocol prefix and no public bootstrap
+// peers, and starts joining the Bootstrap peers in the background. ctx
+// bounds only the start; Close stops the node.
+//
+// No address filter is installed: kad-dht v0.42 keeps loopback and private
+// addresses by default (EmptyQueryFilter, EmptyRTFilter, no AddressFilter),
+// which several nodes on one host (127.0.0.x) need.
+func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if cfg.RegistryScheme == "" {
+		cfg.RegistryScheme = "http"
+	}
+	self := NodeInfo{RegistryPort: cfg.RegistryPort, Scheme: cfg.RegistryScheme}
+	if err := self.valid(); err != nil {
+		return nil, fmt.Errorf("p2p config: %w", err)
+	}
+	listen, err := ParseListenAddr(cfg.ListenAddr)
+	if err != nil {
+		return nil, err
+	}
+	bootstrap := make([]Bootstrap, 0, len(cfg.Bootstrap))
+	for _, s := range cfg.Bootstrap {
+		b, err := ParseBootstrap(s)
+		if err != nil {
+			return nil, err
+		}
+		bootstrap = append(bootstrap, b)
+	}
+	key, err := LoadOrCreateKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	opts := []libp2p.Option{
+		libp2p.Identity(key),
+		libp2p.ListenAddrs(listen),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+		libp2p.UserAgent("sluice"),
+	}
+	if len(cfg.PSK) > 0 {
+		opts = append(opts, libp2p.PrivateNetwork(cfg.PSK))
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start libp2p host: %w", err)
+	}
+	ttl := cfg.RecordTTL
+	if ttl <= 0 {
+		ttl = DefaultRecordTTL
+	}
+	d, err := dht.New(h,
+		dht.Mode(dht.ModeServer),
+		dht.ProtocolPrefix(DHTProtocolPrefix),
+		dht.ProviderManagerOpts(records.ProvideValidity(ttl)),
+	)
+	if err != nil {
+		_ = h.Close()
+		return nil, fmt.Errorf("start DHT: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var resolver Resolver = net.DefaultResolver
+	if cfg.Resolver != nil {
+		resolver = cfg.Resolver
+	}
+	check := cfg.CheckInterval
+	if check <= 0 {
+		check = DefaultCheckInterval
+	}
+	lip, _ := maIP(listen)
+	p := &P2P{
+		host: h, dht: d, key: key, psk: cfg.PSK, resolver: resolver,
+		bootstrap: bootstrap, log: log, loopback: lip.IsLoopback(), checkInterval: check,
+	}
+	p.info = newInfoService(h, self)
+	sub, err := h.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
+	if err != nil {
+		_ = d.Close()
+		_ = h.Close()
+		return nil, fmt.Errorf("subscribe to identify events: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.wg.Go(func() { p.prefetchInfo(runCtx, sub) })
+	p.wg.Go(func() { p.runBootstrap(runCtx) })
+	log.Info("p2p started", "peer", h.ID(), "addrs", h.Addrs())
+	return p, nil
+}
+
+// prefetchInfo fetches the NodeInfo of every peer that identifies as a
+// sluice node, so Lookup seldom waits for it. At most 8 fetches run at once;
+// peers skipped here are fetched on demand.
+func (p *P2P) prefetchInfo(ctx context.Context, sub event.Subscription) {
+	defer sub.Close()
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-sub.Out():
+			if !ok {
+				return
+			}
+			evt, _ := e.(event.EvtPeerIdentificationCompleted)
+			if !slices.Contains(evt.Protocols, InfoProtocol) {
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			default:
+				continue
+			}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				if _, err := p.info.fetch(fctx, evt.Peer); err != nil {
+					p.log.Debug("fetch node info", "peer", evt.Peer, "error", err)
+				}
+			})
+		}
+	}
+}
+
+// Close stops the DHT and the host.
+func (p *P2P) Close() error {
+	var err error
+	p.once.Do(func() {
+		p.cancel()
+		err = errors.Join(p.dht.Close(), p.host.Close())
+		p.wg.Wait()
+	})
+	return err
+}
+
+// ID returns this node's peer ID.
+func (p *P2P) ID() peer.ID { return p.host.ID() }
+
+// Addrs returns this node's libp2p addresses, each with /p2p/ID, as
+// --bootstrap takes them.
+func (p *P2P) Addrs() []ma.Multiaddr {
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: p.host.ID(), Addrs: p.host.Addrs()})
+	if err != nil {
+		return nil
+	}
+	return addrs
+}
+
+// PeerCount returns the size of the DHT routing table.
+func (p *P2P) PeerCount() int { return p.dht.RoutingTable().Size() }
+
+// Ready reports whether the routing table holds at least one peer.
+func (p *P2P) Ready(ctx context.Context) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	return p.PeerCount() > 0, nil
+}
+
+// provideConcurrency bounds the Provide calls Advertise runs at once.
+const provideConcurrency = 8
+
+// Advertise provides every key on the DHT: the record is stored locally and
+// on the closest peers. With an empty routing table it fails with
+// ErrNoPeers (after the local record is stored), so the caller retries.
+func (p *P2P) Advertise(ctx context.Context, keys []string) error {
+	cids, err := keyCIDs(keys)
+	if err != nil {
+		return err
+	}
+	if p.PeerCount() == 0 {
+		return fmt.Errorf("advertise %d keys: %w", len(keys), ErrNoPeers)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(provideConcurrency)
+	var (
+		mu   sync.Mutex
+		errs []error
+	)
+	for i, c := range cids {
+		g.Go(func() error {
+			if err := p.dht.Provide(gctx, c, true); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("advertise %s: %w", keys[i], err))
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return errors.Join(errs...)
+}
+
+// Withdraw stops announcing keys. Kademlia has no un-provide, so there is
+// nothing to send: the caller (the Advertiser) stops re-providing them and
+// the records, here and on other nodes, expire after RecordTTL. Until then
+// Lookup on other nodes may return this node, whose registry answers 404;
+// the mirror then moves to the next peer.
+func (p *P2P) Withdraw(ctx context.Context, keys []string) error {
+	if _, err := keyCIDs(keys); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// ErrNoPeers is returned by Advertise when the node knows no other node.
+var ErrNoPeers = errors.New("no peers in the routing table")
+
+func keyCIDs(keys []string) ([]cid.Cid, error) {
+	out := make([]cid.Cid, len(keys))
+	for i, k := range keys {
+		c, err := KeyCID(k)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = c
+	}
+	return out, nil
+}

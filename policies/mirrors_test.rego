@@ -1,0 +1,44 @@
+package sluice.policies.mirrors_test
+
+import rego.v1
+
+import data.sluice.advertise
+import data.sluice.resolve
+import data.sluice.serve
+
+ref(registry) := {"registry": registry, "repository": "library/nginx", "digest": "sha256:aa", "kind": "blob"}
+
+test_wildcard_shares_every_registry if {
+	resolve.allow with input as {"action": "resolve", "reference": ref("ghcr.io"), "mirrors": ["*"]}
+	serve.allow with input as {"action": "serve", "reference": ref("quay.io"), "mirrors": ["*"]}
+	advertise.allow with input as {"action": "advertise", "reference": ref("example.com:5000"), "mirrors": ["docker.io", "*"]}
+}
+
+test_listed_registry_is_shared if {
+	resolve.allow with input as {"action": "resolve", "reference": ref("registry.k8s.io"), "mirrors": ["docker.io", "registry.k8s.io"]}
+}
+
+test_unlisted_registry_is_not_shared if {
+	in_ := {"action": "resolve", "reference": ref("ghcr.io"), "mirrors": ["docker.io"]}
+	not resolve.allow with input as in_
+	resolve.reasons == {`registry "ghcr.io" is not in mirrors`} with input as in_
+}
+
+test_docker_aliases_are_equivalent if {
+	every m in ["docker.io", "index.docker.io", "registry-1.docker.io", "Docker.IO"] {
+		every r in ["docker.io", "index.docker.io", "registry-1.docker.io"] {
+			serve.allow with input as {"action": "serve", "reference": ref(r), "mirrors": [m]}
+		}
+	}
+}
+
+test_empty_or_missing_mirrors_share_nothing if {
+	not resolve.allow with input as {"action": "resolve", "reference": ref("docker.io"), "mirrors": []}
+	not resolve.allow with input as {"action": "resolve", "reference": ref("docker.io")}
+	not resolve.allow with input as {"action": "resolve", "reference": ref("docker.io"), "mirrors": null}
+}
+
+test_missing_registry_needs_wildcard if {
+	not serve.allow with input as {"action": "serve", "reference": {"digest": "sha256:aa"}, "mirrors": ["docker.io"]}
+	serve.allow with input as {"action": "serve", "reference": {"digest": "sha256:aa"}, "mirrors": ["*"]}
+}

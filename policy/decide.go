@@ -1,0 +1,150 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"time"
+)
+
+// Decide answers action for in. The action argument wins over in.Action;
+// in.Mirrors (when nil) and in.Node (when nil) are filled from SetMirrors
+// and WithNode. Every source must allow; any deny wins and reasons are
+// concatenated. An engine error is a deny with a reason naming its code
+// (an allow with WithFailOpen), logged and counted; Decide itself then
+// returns no error. The only error it returns is for an unknown action.
+func (s *Set) Decide(ctx context.Context, action Action, in Input) (Decision, error) {
+	if !action.Valid() {
+		err := &Error{Code: CodeInvalidAction, Message: "unknown action " + string(action)}
+		return Decision{Allow: false, Reasons: []string{err.Error()}}, err
+	}
+	in.Action = action
+	if in.Mirrors == nil {
+		in.Mirrors = *s.mirrors.Load()
+	}
+	if in.Node == nil {
+		in.Node = s.o.node
+	}
+	rev := s.rev.Load()
+	ai := actionIndex(action)
+
+	bp := s.bufs.Get().(*[]byte)
+	key := appendKey((*bp)[:0], &in)
+	e, hit := rev.cache.get(key)
+	if hit {
+		*bp = key
+		s.bufs.Put(bp)
+		s.m.cacheHit.Inc()
+		for i, r := range e.results {
+			rev.sources[i].m.decisions[ai][r].Inc()
+		}
+		d := e.d
+		d.Reasons = slices.Clip(d.Reasons) // appends by the caller copy
+		s.logDecision(ctx, rev, &in, d)
+		return d, nil
+	}
+	if rev.cache != nil {
+		s.m.cacheMiss.Inc()
+	}
+
+	d := Decision{Allow: true}
+	results := make([]uint8, len(rev.sources))
+	failed := false
+	for i := range rev.sources {
+		src := &rev.sources[i]
+		start := time.Now()
+		sd, err := src.engine.Decide(ctx, action, in)
+		src.m.duration.Observe(time.Since(start).Seconds())
+		switch {
+		case err != nil:
+			failed = true
+			results[i] = resultError
+			err = engineError(err)
+			src.m.errors.Inc()
+			s.log.LogAttrs(ctx, slog.LevelError, "policy engine error",
+				slog.String("engine", src.name), slog.String("action", string(action)),
+				slog.String("code", ErrorCode(err)), slog.Any("error", err),
+				slog.Bool("fail_open", s.o.failOpen), slog.String("revision", rev.id))
+			if !s.o.failOpen {
+				d.Allow = false
+				d.Reasons = append(d.Reasons, err.Error())
+			}
+		case sd.Allow:
+			results[i] = resultAllow
+			d.Reasons = append(d.Reasons, sd.Reasons...)
+		default:
+			results[i] = resultDeny
+			d.Allow = false
+			if len(sd.Reasons) == 0 {
+				d.Reasons = append(d.Reasons, "denied by "+src.name)
+			}
+			d.Reasons = append(d.Reasons, sd.Reasons...)
+		}
+		src.m.decisions[ai][results[i]].Inc()
+	}
+	if len(rev.sources) == 0 {
+		d = Decision{Allow: false, Reasons: []string{"no policy source"}}
+	}
+	if !failed {
+		rev.cache.put(string(key), cacheEntry{d: d, results: results})
+	}
+	*bp = key
+	s.bufs.Put(bp)
+	s.logDecision(ctx, rev, &in, d)
+	return Decision{Allow: d.Allow, Reasons: slices.Clip(d.Reasons)}, nil
+}
+
+// engineError gives an engine error a code when it has none.
+func engineError(err error) error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return &Error{Code: CodeTimeout, Err: err}
+	}
+	return &Error{Code: CodeEval, Err: err}
+}
+
+// logDecision writes the decision log: one line per decision that denied
+// or that lets bytes cross to or from a peer.
+func (s *Set) logDecision(ctx context.Context, rev *revision, in *Input, d Decision) {
+	if d.Allow && in.Peer == nil {
+		return
+	}
+	if !s.log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	result := "allow"
+	if !d.Allow {
+		result = "deny"
+	}
+	attrs := []slog.Attr{
+		slog.String("action", string(in.Action)),
+		slog.String("reference", referenceString(in.Reference)),
+	}
+	if in.Peer != nil {
+		attrs = append(attrs, slog.String("peer", in.Peer.ID))
+	}
+	attrs = append(attrs,
+		slog.String("result", result),
+		slog.Any("reasons", d.Reasons),
+		slog.String("revision", rev.id))
+	s.log.LogAttrs(ctx, slog.LevelInfo, "policy decision", attrs...)
+}
+
+func referenceString(r *Reference) string {
+	if r == nil {
+		return ""
+	}
+	s := r.Registry + "/" + r.Repository
+	if r.Tag != "" {
+		s += ":" + r.Tag
+	}
+	if r.Digest != "" {
+		s += "@" + r.Digest
+	}
+	return s
+}

@@ -1,0 +1,192 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Set is the node's policy: the Rego set compiled from every Rego and data
+// path, and each Wasm module, combined so that every source must allow.
+// It is safe for concurrent use; Reload and Watch swap a new revision in
+// atomically while decisions go on.
+type Set struct {
+	paths   []string
+	o       options
+	m       *metrics
+	log     *slog.Logger
+	rev     atomic.Pointer[revision]
+	mirrors atomic.Pointer[[]string]
+	lastErr atomic.Pointer[errBox]
+	reload  sync.Mutex // one reload at a time
+	bufs    sync.Pool
+}
+
+var _ Engine = (*Set)(nil)
+
+type errBox struct{ err error }
+
+type revision struct {
+	id      string
+	snap    *snapshot
+	sources []source
+	cache   *cache
+}
+
+type source struct {
+	name   string // "rego" or the .wasm path
+	engine Engine
+	m      *engineMetrics
+}
+
+// DefaultCacheSize is the decision cache size when WithCacheSize is not given.
+const DefaultCacheSize = 4096
+
+// Load reads and compiles the policy paths: directories, .rego files, data
+// files (.json, .yaml, .yml), OPA bundles (.tar.gz, verified when a key is
+// given) and .wasm modules (opened with WithWasm). All Rego and data
+// compile into one OPA policy set; each .wasm is a source of its own. With
+// no paths it loads the shipped policies (mirrors + latest).
+func Load(ctx context.Context, paths []string, opts ...Option) (*Set, error) {
+	s := &Set{paths: slices.Clone(paths)}
+	s.o.cacheSize = DefaultCacheSize
+	s.o.debounce = 200 * time.Millisecond
+	s.o.closeGrace = 10 * time.Second
+	for _, opt := range opts {
+		opt(&s.o)
+	}
+	s.log = s.o.logger
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(s.o.registerer)
+	if err != nil {
+		return nil, fmt.Errorf("policy metrics: %w", err)
+	}
+	s.m = m
+	wildcard := []string{"*"}
+	s.mirrors.Store(&wildcard)
+	s.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
+	rev, err := s.build(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.rev.Store(rev)
+	return s, nil
+}
+
+// build reads the paths and compiles a new revision. With prev given and
+// unchanged inputs it returns prev.
+func (s *Set) build(ctx context.Context, prev *revision) (*revision, error) {
+	snap, err := readSnapshot(s.paths, &s.o)
+	if err != nil {
+		return nil, err
+	}
+	if prev != nil && prev.id == snap.revision {
+		return prev, nil
+	}
+	rev := &revision{id: snap.revision, snap: snap, cache: newCache(s.o.cacheSize)}
+	if snap.hasRego {
+		eng, err := newRegoSource(ctx, snap)
+		if err != nil {
+			return nil, err
+		}
+		rev.sources = append(rev.sources, source{name: EngineRego, engine: eng, m: s.m.forEngine(EngineRego)})
+	}
+	for _, w := range snap.wasm {
+		eng, err := s.o.wasm(ctx, w.path, w.module, snap.data)
+		if err != nil {
+			closeSources(rev.sources)
+			var pe *Error
+			if errors.As(err, &pe) {
+				return nil, err
+			}
+			return nil, &Error{Code: CodeCompile, Location: w.path, Message: "cannot open Wasm policy", Err: err}
+		}
+		rev.sources = append(rev.sources, source{name: w.path, engine: eng, m: s.m.forEngine(engineName(eng, EngineWasm))})
+	}
+	return rev, nil
+}
+
+func engineName(e Engine, def string) string {
+	if n, ok := e.(EngineNamer); ok {
+		if name := n.EngineName(); name != "" {
+			return name
+		}
+	}
+	return def
+}
+
+func closeSources(srcs []source) {
+	for _, src := range srcs {
+		if c, ok := src.engine.(io.Closer); ok {
+			_ = c.Close()
+		}
+	}
+}
+
+// SetMirrors sets the registries put into inputs that carry no mirrors
+// (nil): the mirrors of registries.yaml, ["*"] for its wildcard. An empty,
+// non-nil list shares nothing. The default is ["*"].
+func (s *Set) SetMirrors(mirrors []string) {
+	m := slices.Clone(mirrors)
+	if m == nil {
+		m = []string{}
+	}
+	s.mirrors.Store(&m)
+}
+
+// Revision identifies the policy inputs now serving (a hash of every file
+// and option read).
+func (s *Set) Revision() string { return s.rev.Load().id }
+
+// LastError is the error of the last reload, nil when it succeeded.
+func (s *Set) LastError() error {
+	if b := s.lastErr.Load(); b != nil {
+		return b.err
+	}
+	return nil
+}
+
+// Close closes the sources that hold resources (Wasm engines).
+func (s *Set) Close() error {
+	closeSources(s.rev.Load().sources)
+	return nil
+}
+
+// Reload reads and compiles the paths again. On success the new revision
+// replaces the old one atomically; on failure the error (with file:line)
+// is logged, counted and returned, and the last good revision keeps
+// serving.
+func (s *Set) Reload(ctx context.Context) error {
+	s.reload.Lock()
+	defer s.reload.Unlock()
+	old := s.rev.Load()
+	rev, err := s.build(ctx, old)
+	if err != nil {
+		s.m.reloads.WithLabelValues("error").Inc()
+		s.lastErr.Store(&errBox{err})
+		s.log.ErrorContext(ctx, "policy reload failed, keeping the last good policy",
+			"error", err, "code", ErrorCode(err), "revision", old.id)
+		return err
+	}
+	s.lastErr.Store(nil)
+	if rev == old {
+		s.m.reloads.WithLabelValues("unchanged").Inc()
+		return nil
+	}
+	s.rev.Store(rev)
+	s.m.reloads.WithLabelValues("success").Inc()
+	s.log.InfoContext(ctx, "policy reloaded", "revision", rev.id, "previous", old.id, "sources", len(rev.sources))
+	if len(old.sources) > 0 {
+		// Decisions in flight may still use the old engines.
+		time.AfterFunc(s.o.closeGrace, func() { closeSources(old.sources) })
+	}
+	return nil
+}
