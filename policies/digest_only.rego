@@ -1,9 +1,7 @@
-# METADATA
-# description: |
-#   digest_only: when data.sluice.settings.digest_only is true, tag
-#   references are never resolved, served to peers or advertised; digests
-#   always are. Tags then always go upstream, which defeats tag poisoning.
-package sluice.policies.digest_only
+# digest_only: when data.sluice.settings.digest_only is true, tag
+# references are never resolved, served to peers or advertised; digests
+# always are. Tags then always go upstream, which defeats tag poisoning.
+package sluice.policies
 
 import rego.v1
 

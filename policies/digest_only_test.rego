@@ -1,4 +1,4 @@
-package sluice.policies.digest_only_test
+package sluice.policies_test.digest_only
 
 import rego.v1
 

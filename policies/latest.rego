@@ -1,10 +1,8 @@
-# METADATA
-# description: |
-#   latest: a tag reference whose tag is "latest" or missing is never
-#   advertised nor resolved from peers, unless
-#   data.sluice.settings.enable_latest is true. Digest references are not
-#   affected, and neither is serve (a peer asks by what it resolved).
-package sluice.policies.latest
+# latest: a tag reference whose tag is "latest" or missing is never
+# advertised nor resolved from peers, unless
+# data.sluice.settings.enable_latest is true. Digest references are not
+# affected, and neither is serve (a peer asks by what it resolved).
+package sluice.policies
 
 import rego.v1
 

@@ -1,4 +1,4 @@
-package sluice.policies.latest_test
+package sluice.policies_test.latest
 
 import rego.v1
 

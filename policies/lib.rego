@@ -60,11 +60,8 @@ tag_suffix := concat("", [":", input.reference.tag]) if {
 
 digest_suffix := concat("", ["@", input.reference.digest]) if has_digest else := ""
 
-# violations collects the `violation` sets of every package under
-# data.sluice.policies. A shipped or drop-in policy restricts sharing by
-# adding a package there; an action package's `allow` rule widens past
-# them, a `deny` rule tightens beyond them.
-violations contains msg if {
-	some name
-	some msg in data.sluice.policies[name].violation
-}
+# violations are the restrictions of the shipped policies and of drop-ins,
+# the `violation` set of package sluice.policies (one package, many files:
+# mirrors.rego, latest.rego, digest_only.rego, …). An action package's
+# allow rule widens past them, a deny rule tightens beyond them.
+violations := data.sluice.policies.violation

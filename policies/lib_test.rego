@@ -21,6 +21,6 @@ test_settings_default_false if {
 }
 
 test_dropin_violation_is_collected if {
-	lib.violations == {"x"} with data.sluice.policies.extra.violation as {"x"}
+	lib.violations == {"x"} with data.sluice.policies.violation as {"x"}
 		with input as {"action": "serve", "reference": {"digest": "sha256:aa"}, "mirrors": ["*"]}
 }

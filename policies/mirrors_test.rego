@@ -1,4 +1,4 @@
-package sluice.policies.mirrors_test
+package sluice.policies_test.mirrors
 
 import rego.v1
 

@@ -3,14 +3,27 @@ package policy
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync/atomic"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/sluice-oci/sluice/policy/internal/regoeng"
 )
 
 // regoSource is the compiled Rego set as an Engine.
 type regoSource struct {
-	eng *regoeng.Engine
+	eng     *regoeng.Engine
+	keys    *inputKeys
+	mirrors atomic.Pointer[mirrorsCache]
+}
+
+// mirrorsCache holds the term of the last mirrors list seen: most
+// decisions carry the same list (the Set's, from SetMirrors).
+type mirrorsCache struct {
+	list []string
+	term *ast.Term
 }
 
 var _ Engine = (*regoSource)(nil)
@@ -24,7 +37,7 @@ func newRegoSource(ctx context.Context, snap *snapshot) (*regoSource, error) {
 	if err != nil {
 		return nil, compileError(err)
 	}
-	return &regoSource{eng: eng}, nil
+	return &regoSource{eng: eng, keys: newInputKeys()}, nil
 }
 
 func (r *regoSource) EngineName() string { return EngineRego }
@@ -33,7 +46,7 @@ func (r *regoSource) Decide(ctx context.Context, action Action, in Input) (Decis
 	if in.Action == "" {
 		in.Action = action
 	}
-	res, err := r.eng.Eval(ctx, string(action), inputValue(&in))
+	res, err := r.eng.Eval(ctx, string(action), r.keys.inputValue(&in, r.mirrorsTerm(in.Mirrors)))
 	if err != nil {
 		switch {
 		case errors.Is(err, regoeng.ErrUndefined):
@@ -45,4 +58,16 @@ func (r *regoSource) Decide(ctx context.Context, action Action, in Input) (Decis
 		return Decision{}, &Error{Code: CodeEval, Err: err}
 	}
 	return Decision{Allow: res.Allow, Reasons: res.Reasons}, nil
+}
+
+func (r *regoSource) mirrorsTerm(m []string) *ast.Term {
+	if m == nil {
+		return nil
+	}
+	if c := r.mirrors.Load(); c != nil && slices.Equal(c.list, m) {
+		return c.term
+	}
+	t := mirrorsTerm(m)
+	r.mirrors.Store(&mirrorsCache{list: slices.Clone(m), term: t})
+	return t
 }

@@ -8,74 +8,98 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
+// inputKeys are the object keys of the input, built once per engine.
+type inputKeys struct {
+	action, reference, registry, repository, tag, digest, kind *ast.Term
+	mediaType, size, peer, id, address, tlsSubject             *ast.Term
+	node, name, labels, source, image, pinned, mirrors         *ast.Term
+}
+
+func newInputKeys() *inputKeys {
+	t := ast.StringTerm
+	return &inputKeys{
+		action: t("action"), reference: t("reference"), registry: t("registry"),
+		repository: t("repository"), tag: t("tag"), digest: t("digest"), kind: t("kind"),
+		mediaType: t("media_type"), size: t("size"), peer: t("peer"), id: t("id"),
+		address: t("address"), tlsSubject: t("tls_subject"), node: t("node"), name: t("name"),
+		labels: t("labels"), source: t("source"), image: t("image"), pinned: t("pinned"),
+		mirrors: t("mirrors"),
+	}
+}
+
 // inputValue builds the Rego input straight from the struct, field for
 // field as encoding/json would write it (omitempty fields left out), so
 // Rego and Wasm see the same document without a JSON round trip.
-func inputValue(in *Input) ast.Value {
+// mirrors, when not nil, is the prebuilt term of in.Mirrors.
+func (k *inputKeys) inputValue(in *Input, mirrors *ast.Term) ast.Value {
 	kv := make([][2]*ast.Term, 0, 8)
-	kv = append(kv, pair("action", ast.StringTerm(string(in.Action))))
+	kv = append(kv, [2]*ast.Term{k.action, ast.InternedTerm(string(in.Action))})
 	if r := in.Reference; r != nil {
 		o := make([][2]*ast.Term, 0, 5)
-		o = appendStr(o, "registry", r.Registry)
-		o = appendStr(o, "repository", r.Repository)
-		o = appendStr(o, "tag", r.Tag)
-		o = appendStr(o, "digest", r.Digest)
-		o = appendStr(o, "kind", r.Kind)
-		kv = append(kv, pair("reference", ast.NewTerm(ast.NewObject(o...))))
+		o = appendStr(o, k.registry, r.Registry)
+		o = appendStr(o, k.repository, r.Repository)
+		o = appendStr(o, k.tag, r.Tag)
+		o = appendStr(o, k.digest, r.Digest)
+		o = appendStr(o, k.kind, r.Kind)
+		kv = append(kv, [2]*ast.Term{k.reference, ast.NewTerm(ast.NewObject(o...))})
 	}
-	kv = appendStr(kv, "media_type", in.MediaType)
+	kv = appendStr(kv, k.mediaType, in.MediaType)
 	if in.Size != 0 {
-		kv = append(kv, pair("size", ast.IntNumberTerm(int(in.Size))))
+		kv = append(kv, [2]*ast.Term{k.size, ast.InternedTerm(in.Size)})
 	}
 	if p := in.Peer; p != nil {
 		o := make([][2]*ast.Term, 0, 3)
-		o = appendStr(o, "id", p.ID)
-		o = appendStr(o, "address", p.Address)
-		o = appendStr(o, "tls_subject", p.TLSSubject)
-		kv = append(kv, pair("peer", ast.NewTerm(ast.NewObject(o...))))
+		o = appendStr(o, k.id, p.ID)
+		o = appendStr(o, k.address, p.Address)
+		o = appendStr(o, k.tlsSubject, p.TLSSubject)
+		kv = append(kv, [2]*ast.Term{k.peer, ast.NewTerm(ast.NewObject(o...))})
 	}
 	if n := in.Node; n != nil {
 		o := make([][2]*ast.Term, 0, 2)
-		o = appendStr(o, "name", n.Name)
+		o = appendStr(o, k.name, n.Name)
 		if len(n.Labels) > 0 {
-			o = append(o, pair("labels", labelsTerm(n.Labels)))
+			o = append(o, [2]*ast.Term{k.labels, labelsTerm(n.Labels)})
 		}
-		kv = append(kv, pair("node", ast.NewTerm(ast.NewObject(o...))))
+		kv = append(kv, [2]*ast.Term{k.node, ast.NewTerm(ast.NewObject(o...))})
 	}
 	if s := in.Source; s != nil {
 		o := make([][2]*ast.Term, 0, 3)
-		o = appendStr(o, "image", s.Image)
-		o = append(o, pair("pinned", ast.BooleanTerm(s.Pinned)))
+		o = appendStr(o, k.image, s.Image)
+		o = append(o, [2]*ast.Term{k.pinned, ast.InternedTerm(s.Pinned)})
 		if len(s.Labels) > 0 {
-			o = append(o, pair("labels", labelsTerm(s.Labels)))
+			o = append(o, [2]*ast.Term{k.labels, labelsTerm(s.Labels)})
 		}
-		kv = append(kv, pair("source", ast.NewTerm(ast.NewObject(o...))))
+		kv = append(kv, [2]*ast.Term{k.source, ast.NewTerm(ast.NewObject(o...))})
 	}
-	if in.Mirrors == nil {
-		kv = append(kv, pair("mirrors", ast.NullTerm()))
-	} else {
-		ts := make([]*ast.Term, len(in.Mirrors))
-		for i, m := range in.Mirrors {
-			ts[i] = ast.StringTerm(m)
-		}
-		kv = append(kv, pair("mirrors", ast.ArrayTerm(ts...)))
+	if mirrors == nil {
+		mirrors = mirrorsTerm(in.Mirrors)
 	}
+	kv = append(kv, [2]*ast.Term{k.mirrors, mirrors})
 	return ast.NewObject(kv...)
 }
 
-func pair(k string, v *ast.Term) [2]*ast.Term { return [2]*ast.Term{ast.StringTerm(k), v} }
+func mirrorsTerm(m []string) *ast.Term {
+	if m == nil {
+		return ast.NullTerm()
+	}
+	ts := make([]*ast.Term, len(m))
+	for i, s := range m {
+		ts[i] = ast.InternedTerm(s)
+	}
+	return ast.ArrayTerm(ts...)
+}
 
-func appendStr(kv [][2]*ast.Term, k, v string) [][2]*ast.Term {
+func appendStr(kv [][2]*ast.Term, k *ast.Term, v string) [][2]*ast.Term {
 	if v == "" {
 		return kv
 	}
-	return append(kv, pair(k, ast.StringTerm(v)))
+	return append(kv, [2]*ast.Term{k, ast.InternedTerm(v)})
 }
 
 func labelsTerm(m map[string]string) *ast.Term {
 	kv := make([][2]*ast.Term, 0, len(m))
 	for k, v := range m {
-		kv = append(kv, pair(k, ast.StringTerm(v)))
+		kv = append(kv, [2]*ast.Term{ast.InternedTerm(k), ast.InternedTerm(v)})
 	}
 	return ast.NewTerm(ast.NewObject(kv...))
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/distribution/reference"
@@ -117,7 +118,7 @@ func ParseRequest(method string, u *url.URL, defaultRegistry string) (Request, e
 		}
 		r.Digest = d
 	} else {
-		if !reference.TagRegexp.MatchString(ref) || len(ref) > 128 {
+		if !anchoredTag.MatchString(ref) {
 			return Request{}, Errorf(http.StatusBadRequest, CodeManifestInvalid, "invalid tag %q", truncate(ref))
 		}
 		r.Tag = ref
@@ -147,14 +148,19 @@ func ParseDigest(s string) (digest.Digest, error) {
 	return d, nil
 }
 
+// anchoredDomain matches a whole registry host[:port]; immutable.
+var anchoredDomain = regexp.MustCompile(`^(?:` + reference.DomainRegexp.String() + `)$`)
+
+// anchoredTag matches a whole tag; immutable.
+var anchoredTag = regexp.MustCompile(`^(?:` + reference.TagRegexp.String() + `)$`)
+
 // ParseRegistry validates the ns value (a registry host, optionally with a
 // port) and normalises docker.io's aliases. Empty means defaultRegistry.
 func ParseRegistry(ns, defaultRegistry string) (string, error) {
 	if ns == "" {
 		ns = defaultRegistry
 	}
-	if ns == "" || len(ns) > MaxNameLength || !reference.DomainRegexp.MatchString(ns) ||
-		reference.DomainRegexp.FindString(ns) != ns {
+	if ns == "" || len(ns) > MaxNameLength || !anchoredDomain.MatchString(ns) {
 		return "", Errorf(http.StatusBadRequest, CodeNameInvalid, "invalid registry %q", truncate(ns))
 	}
 	return NormalizeRegistry(ns), nil

@@ -73,11 +73,13 @@ func (c *call) serve() {
 		if errors.Is(err, ErrAborted) {
 			panic(http.ErrAbortHandler)
 		}
-		if errors.Is(err, store.ErrNotFound) {
-			c.source = ""
-			err = c.notFound()
+		if !errors.Is(err, store.ErrNotFound) {
+			// Whatever failed among peers, containerd must move on to the
+			// next host at once: a 404 does that, a 5xx may not.
+			c.log.Warn("fetch from peers failed", "ref", c.req.Ref.String(), "err", err)
 		}
-		c.fail(err)
+		c.source = ""
+		c.fail(c.notFound())
 	}
 }
 

@@ -2,13 +2,11 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/sluice-oci/sluice/core/oci"
-	"github.com/sluice-oci/sluice/core/store"
 )
 
 // serveFromPeers answers a local client from peers through the mirror.
@@ -22,12 +20,7 @@ func (c *call) serveFromPeers(ctx context.Context) error {
 	}
 	m, err := c.mirror.Manifest(ctx, c.req.Ref)
 	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			// Whatever went wrong with peers, containerd must move on to
-			// the next host at once: a 404 does that, a 5xx may not.
-			c.log.Warn("manifest from peers failed", "ref", c.req.Ref.String(), "err", err)
-		}
-		return fmt.Errorf("mirror: %w", store.ErrNotFound)
+		return fmt.Errorf("mirror: %w", err)
 	}
 	d := c.req.Ref.Digest
 	if d == "" {

@@ -125,15 +125,28 @@ func tcpMultiaddr(ap netip.AddrPort) string {
 // isSelf reports whether ap is one of this node's listen addresses.
 func (p *P2P) isSelf(ap netip.AddrPort) bool {
 	for _, a := range p.host.Addrs() {
-		ip, ok := maIP(a)
-		if !ok || ip != ap.Addr() {
-			continue
-		}
-		if port, err := a.ValueForProtocol(ma.P_TCP); err == nil && port == strconv.Itoa(int(ap.Port())) {
+		if got, ok := maAddrPort(a); ok && got == ap {
 			return true
 		}
 	}
 	return false
+}
+
+// maAddrPort returns the IP and TCP port of /ip4|ip6/…/tcp/… multiaddrs.
+func maAddrPort(a ma.Multiaddr) (netip.AddrPort, bool) {
+	ip, ok := maIP(a)
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	s, err := a.ValueForProtocol(ma.P_TCP)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	port, err := strconv.ParseUint(s, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ip, uint16(port)), true
 }
 
 // bootstrapOnce connects to every bootstrap peer and asks the DHT to fill

@@ -273,13 +273,15 @@ func (p *P2P) Advertise(ctx context.Context, keys []string) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(provideConcurrency)
 	var (
-		mu   sync.Mutex
-		errs []error
+		mu     sync.Mutex
+		failed []string
+		errs   []error
 	)
 	for i, c := range cids {
 		g.Go(func() error {
 			if err := p.dht.Provide(gctx, c, true); err != nil {
 				mu.Lock()
+				failed = append(failed, keys[i])
 				errs = append(errs, fmt.Errorf("advertise %s: %w", keys[i], err))
 				mu.Unlock()
 			}
@@ -287,7 +289,10 @@ func (p *P2P) Advertise(ctx context.Context, keys []string) error {
 		})
 	}
 	_ = g.Wait()
-	return errors.Join(errs...)
+	if len(failed) > 0 {
+		return &KeysError{Keys: failed, Err: errors.Join(errs...)}
+	}
+	return nil
 }
 
 // Withdraw stops announcing keys. Kademlia has no un-provide, so there is
@@ -302,8 +307,6 @@ func (p *P2P) Withdraw(ctx context.Context, keys []string) error {
 	return ctx.Err()
 }
 
-// ErrNoPeers is returned by Advertise when the node knows no other node.
-var ErrNoPeers = errors.New("no peers in the routing table")
 
 func keyCIDs(keys []string) ([]cid.Cid, error) {
 	out := make([]cid.Cid, len(keys))

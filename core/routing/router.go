@@ -76,6 +76,22 @@ func (p Peer) URL() string {
 // registry/repository:tag.
 var ErrInvalidKey = errors.New("invalid routing key")
 
+// ErrNoPeers is returned by Advertise when the node knows no other node.
+var ErrNoPeers = errors.New("no peers in the routing table")
+
+// KeysError is returned by Advertise when only some keys failed: Keys are
+// the keys that were not announced.
+type KeysError struct {
+	Keys []string
+	Err  error
+}
+
+func (e *KeysError) Error() string {
+	return fmt.Sprintf("%d keys not announced: %v", len(e.Keys), e.Err)
+}
+
+func (e *KeysError) Unwrap() error { return e.Err }
+
 // keyNamespace prefixes every key before it is hashed, so sluice CIDs never
 // collide with CIDs of the content itself.
 const keyNamespace = "sluice/"

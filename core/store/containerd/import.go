@@ -6,8 +6,8 @@ import (
 	"io"
 
 	ctr "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/sluice-oci/sluice/core/oci"

@@ -121,4 +121,3 @@ func (s *Store) editIndex(edit func(*ocispec.Index) error) error {
 	}
 	return writeAtomic(s.indexPath(), out)
 }
-

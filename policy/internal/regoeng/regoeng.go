@@ -12,6 +12,7 @@ import (
 	"sort"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -33,6 +34,7 @@ type Result struct {
 // for concurrent use.
 type Engine struct {
 	queries map[string]*query
+	metrics metrics.Metrics // a no-op: OPA would allocate one per evaluation
 }
 
 // query is the prepared query of one action: an array of the rules of
@@ -78,7 +80,7 @@ func New(ctx context.Context, modules map[string]*ast.Module, data map[string]an
 		}
 	}
 	store := inmem.NewFromObject(data)
-	e := &Engine{queries: make(map[string]*query, len(actions))}
+	e := &Engine{queries: make(map[string]*query, len(actions)), metrics: metrics.NoOp()}
 	for _, action := range actions {
 		q := &query{allow: -1, deny: -1, reasons: -1}
 		var elems []*ast.Term
@@ -141,7 +143,7 @@ func (e *Engine) Eval(ctx context.Context, action string, input ast.Value) (Resu
 	if q.undefined {
 		return Result{}, fmt.Errorf("%s%s: %w", PackagePrefix, action, ErrUndefined)
 	}
-	opts := []rego.EvalOption{rego.EvalParsedInput(input)}
+	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalMetrics(e.metrics)}
 	if ctx.Done() != nil {
 		// Cancel through context.AfterFunc rather than the goroutine OPA
 		// starts per evaluation when no external cancel is given.

@@ -1,0 +1,186 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/sluice-oci/sluice/core/oci"
+	"github.com/sluice-oci/sluice/core/registry"
+	"github.com/sluice-oci/sluice/core/routing"
+	"github.com/sluice-oci/sluice/core/store"
+)
+
+const chunkSize = 256 << 10
+
+// ServeBlob implements registry.Mirror. The whole blob is always read from
+// peers and hashed, even for a Range request, so every byte is checked
+// against the digest; only the requested window is written. The last chunk
+// of the window is held back until the digest matched: a mismatch aborts
+// the response before the client ever sees a complete body.
+func (m *Mirror) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, ref oci.Reference) error {
+	select {
+	case m.sem <- struct{}{}:
+		defer func() { <-m.sem }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	m.metrics.PeerFetchesInFlight.Inc()
+	defer m.metrics.PeerFetchesInFlight.Dec()
+
+	peers, err := m.lookup(ctx, ref.Digest.String())
+	if err != nil {
+		return err
+	}
+	if !ref.Digest.Algorithm().Available() {
+		return fmt.Errorf("digest %s: %w", ref.Digest, store.ErrNotFound)
+	}
+	path := fmt.Sprintf("/v2/%s/blobs/%s?ns=%s", ref.Repository, ref.Digest, ref.Registry)
+	method := http.MethodGet
+	if r.Method == http.MethodHead {
+		method = http.MethodHead
+	}
+	resp, p, err := m.first(ctx, peers, method, path, 0)
+	if err != nil {
+		return err
+	}
+	size := resp.ContentLength
+	if size < 0 {
+		resp.Body.Close()
+		return fmt.Errorf("%w: peer %s sent no Content-Length", errBadPeer, p.ID)
+	}
+	s := &stream{m: m, ctx: ctx, w: w, peers: peers, path: path, size: size, h: ref.Digest.Algorithm().Hash(), ref: ref}
+	rng, partial, err := oci.ParseRange(r.Header.Get("Range"), size)
+	if err != nil {
+		resp.Body.Close()
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+		oci.WriteError(w, r, err)
+		return nil
+	}
+	if !partial {
+		rng = oci.ByteRange{Start: 0, Length: size}
+	}
+	h := w.Header()
+	h.Set("Content-Type", oci.MediaTypeOctetStream)
+	h.Set("Docker-Content-Digest", ref.Digest.String())
+	h.Set("Etag", `"`+ref.Digest.String()+`"`)
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Content-Length", strconv.FormatInt(rng.Length, 10))
+	status := http.StatusOK
+	if partial {
+		h.Set("Content-Range", rng.ContentRange(size))
+		status = http.StatusPartialContent
+	}
+	if method == http.MethodHead {
+		resp.Body.Close()
+		w.WriteHeader(status)
+		return nil
+	}
+	w.WriteHeader(status)
+	s.winStart, s.winEnd = rng.Start, rng.Start+rng.Length
+	return s.run(resp, p)
+}
+
+// stream copies one blob from peers to the client.
+type stream struct {
+	m     *Mirror
+	ctx   context.Context
+	w     http.ResponseWriter
+	peers *peerSet
+	path  string
+	ref   oci.Reference
+	size  int64
+	h     hash.Hash
+
+	off              int64 // blob bytes hashed so far
+	winStart, winEnd int64 // the client's window [start, end)
+	held             []byte
+	used             []routing.Peer
+}
+
+func (s *stream) run(resp *http.Response, p routing.Peer) error {
+	bufs := [2][]byte{make([]byte, chunkSize), make([]byte, chunkSize)}
+	cur := 0
+	for {
+		s.used = append(s.used, p)
+		err := s.copyFrom(resp.Body, bufs, &cur)
+		resp.Body.Close()
+		if err == nil {
+			break
+		}
+		if errors.Is(err, errClientGone) {
+			return registry.ErrAborted
+		}
+		// The peer died or misbehaved mid-blob: resume from s.off on
+		// another peer that holds it.
+		s.m.log.Warn("peer failed mid-blob; resuming on another peer", "peer", p.ID, "digest", s.ref.Digest, "offset", s.off, "err", err)
+		s.m.metrics.ResumedFetches.Inc()
+		s.peers.fail(p)
+		resp, p, err = s.m.first(s.ctx, s.peers, http.MethodGet, s.path, s.off)
+		if err != nil {
+			return fmt.Errorf("resume %s at %d: %v: %w", s.ref.Digest, s.off, err, registry.ErrAborted)
+		}
+		if resp.ContentLength >= 0 && resp.ContentLength != s.size-s.off {
+			resp.Body.Close()
+			return fmt.Errorf("resume %s: peer %s sent %d bytes for %d: %w", s.ref.Digest, p.ID, resp.ContentLength, s.size-s.off, registry.ErrAborted)
+		}
+	}
+	if s.off != s.size || digest.NewDigest(s.ref.Digest.Algorithm(), s.h) != s.ref.Digest {
+		for _, u := range s.used {
+			s.m.badBytes(u, s.ref.Digest.String())
+		}
+		return fmt.Errorf("blob %s from peers does not match its digest: %w", s.ref.Digest, registry.ErrAborted)
+	}
+	if len(s.held) > 0 {
+		if _, err := s.w.Write(s.held); err != nil {
+			return registry.ErrAborted
+		}
+		s.m.metrics.BytesServed.WithLabelValues("local").Add(float64(len(s.held)))
+	}
+	return nil
+}
+
+var errClientGone = errors.New("client went away")
+
+// copyFrom reads body into alternating buffers, hashing every byte and
+// writing the part inside the window, always one chunk behind.
+func (s *stream) copyFrom(body io.Reader, bufs [2][]byte, cur *int) error {
+	for s.off < s.size {
+		buf := bufs[*cur]
+		n, err := io.ReadFull(body, buf[:min(int64(len(buf)), s.size-s.off)])
+		if n > 0 {
+			chunk := buf[:n]
+			s.h.Write(chunk)
+			lo, hi := s.off, s.off+int64(n)
+			s.off = hi
+			s.m.metrics.BytesFetched.WithLabelValues("peer").Add(float64(n))
+			if len(s.held) > 0 {
+				if _, werr := s.w.Write(s.held); werr != nil {
+					return errClientGone
+				}
+				s.m.metrics.BytesServed.WithLabelValues("local").Add(float64(len(s.held)))
+				s.held = nil
+			}
+			if hi > s.winStart && lo < s.winEnd {
+				s.held = chunk[max(s.winStart, lo)-lo : min(s.winEnd, hi)-lo]
+				*cur = 1 - *cur
+			}
+		}
+		if err != nil {
+			if s.off == s.size && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}

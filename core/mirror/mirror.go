@@ -1,0 +1,191 @@
+// Package mirror fetches from peers what the local store lacks: it looks
+// providers up on the router within the resolve timeout, asks them with
+// hedging (a second peer starts when the first is slow), streams to the
+// client while hashing, never lets a digest mismatch complete as success
+// (the peer is quarantined and the next one tried), and resumes a blob
+// with Range on another peer when one dies mid-transfer.
+package mirror
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/sluice-oci/sluice/core/metrics"
+	"github.com/sluice-oci/sluice/core/oci"
+	"github.com/sluice-oci/sluice/core/registry"
+	"github.com/sluice-oci/sluice/core/routing"
+	"github.com/sluice-oci/sluice/core/store"
+)
+
+// Mirror implements registry.Mirror over a routing.Router.
+type Mirror struct {
+	router         routing.Router
+	client         *http.Client
+	self           string
+	resolveTimeout time.Duration
+	hedgeDelay     time.Duration
+	maxPeers       int
+	quarantine     *quarantine
+	metrics        *metrics.Metrics
+	log            *slog.Logger
+	sem            chan struct{}
+}
+
+var _ registry.Mirror = (*Mirror)(nil)
+
+// Option configures a Mirror.
+type Option func(*Mirror)
+
+// WithResolveTimeout bounds the provider lookup (default 20 ms): nothing
+// found by then means 404, so containerd moves on to the next host.
+func WithResolveTimeout(d time.Duration) Option { return func(m *Mirror) { m.resolveTimeout = d } }
+
+// WithHedgeDelay sets how long the first peer may take to answer before a
+// second is asked too (default 30 ms).
+func WithHedgeDelay(d time.Duration) Option { return func(m *Mirror) { m.hedgeDelay = d } }
+
+// WithSelf sets the value of the peer header this node sends (its ID).
+func WithSelf(id string) Option { return func(m *Mirror) { m.self = id } }
+
+// WithTLS sets the client TLS config used for https peers (mTLS).
+func WithTLS(c *tls.Config) Option {
+	return func(m *Mirror) { m.client.Transport.(*http.Transport).TLSClientConfig = c }
+}
+
+// WithMetrics sets the node's metrics.
+func WithMetrics(mt *metrics.Metrics) Option { return func(m *Mirror) { m.metrics = mt } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(m *Mirror) { m.log = l } }
+
+// WithQuarantine sets how long a peer that served bad bytes is avoided
+// (default 2 minutes).
+func WithQuarantine(d time.Duration) Option { return func(m *Mirror) { m.quarantine.ttl = d } }
+
+// WithMaxConcurrent bounds concurrent peer fetches (default 64).
+func WithMaxConcurrent(n int) Option { return func(m *Mirror) { m.sem = make(chan struct{}, n) } }
+
+// New returns a Mirror that finds peers through r.
+func New(r routing.Router, opts ...Option) *Mirror {
+	tr := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 5 * time.Second,
+		DisableCompression:    true,
+		ReadBufferSize:        256 << 10,
+		WriteBufferSize:       16 << 10,
+	}
+	m := &Mirror{
+		router: r, client: &http.Client{Transport: tr, CheckRedirect: noRedirects},
+		resolveTimeout: 20 * time.Millisecond, hedgeDelay: 30 * time.Millisecond, maxPeers: 8,
+		quarantine: newQuarantine(2 * time.Minute), sem: make(chan struct{}, 64),
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.metrics == nil {
+		m.metrics = metrics.New(nil)
+	}
+	return m
+}
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// errBadPeer marks a peer answer that cannot be used (wrong status, wrong
+// length, wrong digest); the next peer is tried.
+var errBadPeer = errors.New("unusable answer from peer")
+
+// Manifest implements registry.Mirror.
+func (m *Mirror) Manifest(ctx context.Context, ref oci.Reference) (registry.Manifest, error) {
+	key := ref.Digest.String()
+	if ref.Digest == "" {
+		key = ref.TagKey()
+	}
+	peers, err := m.lookup(ctx, key)
+	if err != nil {
+		return registry.Manifest{}, err
+	}
+	path := fmt.Sprintf("/v2/%s/manifests/%s?ns=%s", ref.Repository, manifestRef(ref), ref.Registry)
+	var lastErr error
+	for {
+		resp, p, err := m.first(ctx, peers, http.MethodGet, path, 0)
+		if err != nil {
+			if lastErr != nil && errors.Is(err, store.ErrNotFound) {
+				return registry.Manifest{}, fmt.Errorf("%w (last peer error: %v)", store.ErrNotFound, lastErr)
+			}
+			return registry.Manifest{}, err
+		}
+		b, err := readManifest(resp, ref.Digest)
+		if err == nil {
+			m.metrics.BytesFetched.WithLabelValues("peer").Add(float64(len(b)))
+			mt := resp.Header.Get("Content-Type")
+			if det := oci.DetectManifestMediaType(b); det != "" && !store.IsManifestOrIndex(mt) {
+				mt = det
+			}
+			return registry.Manifest{Bytes: b, MediaType: mt, Peer: p.ID}, nil
+		}
+		if errors.Is(err, errDigestMismatch) {
+			m.badBytes(p, ref.String())
+		}
+		lastErr = err
+		peers.fail(p)
+	}
+}
+
+func manifestRef(ref oci.Reference) string {
+	if ref.Digest != "" {
+		return ref.Digest.String()
+	}
+	return ref.Tag
+}
+
+var errDigestMismatch = errors.New("content does not match its digest")
+
+// readManifest reads a bounded manifest body and verifies it: against the
+// requested digest, or for a tag against the digest the peer announced.
+func readManifest(resp *http.Response, want digest.Digest) ([]byte, error) {
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%w: status %d", errBadPeer, resp.StatusCode)
+	}
+	if resp.ContentLength > store.MaxManifestSize {
+		return nil, fmt.Errorf("%w: manifest of %d bytes is over the limit", errBadPeer, resp.ContentLength)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, store.MaxManifestSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadPeer, err)
+	}
+	if len(b) > store.MaxManifestSize {
+		return nil, fmt.Errorf("%w: manifest over the limit", errBadPeer)
+	}
+	if want == "" {
+		if h := resp.Header.Get("Docker-Content-Digest"); h != "" {
+			want, _ = digest.Parse(h)
+		}
+	}
+	if want != "" && want.Algorithm().Available() && want.Algorithm().FromBytes(b) != want {
+		return nil, errDigestMismatch
+	}
+	return b, nil
+}
+
+func (m *Mirror) badBytes(p routing.Peer, what string) {
+	m.metrics.PeerVerifyFailures.Inc()
+	m.quarantine.add(p.ID)
+	m.log.Warn("peer sent content that does not match its digest; quarantined", "peer", p.ID, "addr", p.Addr.String(), "ref", what)
+}

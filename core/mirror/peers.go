@@ -1,0 +1,241 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-oci/sluice/core/oci"
+	"github.com/sluice-oci/sluice/core/registry"
+	"github.com/sluice-oci/sluice/core/routing"
+	"github.com/sluice-oci/sluice/core/store"
+)
+
+// peerSet hands out the providers of one key in the order the router found
+// them, skipping quarantined peers and peers that failed this request.
+type peerSet struct {
+	mu     sync.Mutex
+	ch     <-chan routing.Peer
+	queue  []routing.Peer
+	seen   map[string]bool
+	failed map[string]bool
+	q      *quarantine
+}
+
+func (m *Mirror) lookup(ctx context.Context, key string) (*peerSet, error) {
+	start := time.Now()
+	lctx, cancel := context.WithTimeout(ctx, m.resolveTimeout)
+	ch, err := m.router.Lookup(lctx, key, m.maxPeers)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("lookup %s: %w", key, err)
+	}
+	ps := &peerSet{ch: ch, seen: map[string]bool{}, failed: map[string]bool{}, q: m.quarantine}
+	// The first provider decides whether the key is known at all; later
+	// ones keep arriving in the background until the resolve deadline.
+	p, ok := ps.pull(lctx)
+	m.metrics.ResolveDuration.Observe(time.Since(start).Seconds())
+	if !ok {
+		cancel()
+		return nil, fmt.Errorf("no peer holds %s: %w", key, store.ErrNotFound)
+	}
+	ps.queue = append(ps.queue, p)
+	go func() {
+		<-lctx.Done()
+		cancel()
+	}()
+	return ps, nil
+}
+
+// pull receives the next usable peer from the router channel.
+func (ps *peerSet) pull(ctx context.Context) (routing.Peer, bool) {
+	for {
+		select {
+		case p, ok := <-ps.ch:
+			if !ok {
+				return routing.Peer{}, false
+			}
+			ps.mu.Lock()
+			dup := ps.seen[p.ID]
+			ps.seen[p.ID] = true
+			ps.mu.Unlock()
+			if dup || ps.q.has(p.ID) {
+				continue
+			}
+			return p, true
+		case <-ctx.Done():
+			return routing.Peer{}, false
+		}
+	}
+}
+
+// next returns a peer not tried yet, waiting briefly for the router.
+func (ps *peerSet) next(ctx context.Context) (routing.Peer, bool) {
+	ps.mu.Lock()
+	for len(ps.queue) > 0 {
+		p := ps.queue[0]
+		ps.queue = ps.queue[1:]
+		if !ps.failed[p.ID] && !ps.q.has(p.ID) {
+			ps.failed[p.ID] = true // handed out once per request
+			ps.mu.Unlock()
+			return p, true
+		}
+	}
+	ps.mu.Unlock()
+	// The lookup context bounds this wait: the channel closes at the
+	// resolve deadline.
+	p, ok := ps.pull(ctx)
+	if ok {
+		ps.mu.Lock()
+		ps.failed[p.ID] = true
+		ps.mu.Unlock()
+	}
+	return p, ok
+}
+
+// fail forgets a peer for this request.
+func (ps *peerSet) fail(p routing.Peer) {
+	ps.mu.Lock()
+	ps.failed[p.ID] = true
+	ps.mu.Unlock()
+}
+
+type answer struct {
+	resp   *http.Response
+	peer   routing.Peer
+	err    error
+	cancel context.CancelFunc
+}
+
+// first asks peers for path, starting with one and adding another each
+// time the hedge delay passes without an answer or an answer is unusable.
+// The first usable response wins; the others are cancelled.
+func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string, off int64) (*http.Response, routing.Peer, error) {
+	results := make(chan answer, m.maxPeers)
+	inflight := 0
+	var lastErr error
+	start := func() bool {
+		p, ok := peers.next(ctx)
+		if !ok {
+			return false
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		inflight++
+		go func() {
+			resp, err := m.do(rctx, p, method, path, off)
+			results <- answer{resp: resp, peer: p, err: err, cancel: cancel}
+		}()
+		return true
+	}
+	defer func() {
+		// Drain and cancel the losers.
+		go func(n int) {
+			for range n {
+				a := <-results
+				if a.resp != nil {
+					a.resp.Body.Close()
+				}
+				a.cancel()
+			}
+		}(inflight)
+	}()
+	if !start() {
+		return nil, routing.Peer{}, fmt.Errorf("no peer available: %w", store.ErrNotFound)
+	}
+	hedge := time.NewTimer(m.hedgeDelay)
+	defer hedge.Stop()
+	for {
+		select {
+		case a := <-results:
+			inflight--
+			if a.err == nil {
+				a.resp.Body = &cancelOnClose{ReadCloser: a.resp.Body, cancel: a.cancel}
+				return a.resp, a.peer, nil
+			}
+			a.cancel()
+			lastErr = a.err
+			m.log.Debug("peer request failed", "peer", a.peer.ID, "path", path, "err", a.err)
+			if !start() && inflight == 0 {
+				return nil, routing.Peer{}, fmt.Errorf("every peer failed (last: %v): %w", lastErr, store.ErrNotFound)
+			}
+		case <-hedge.C:
+			if start() {
+				m.metrics.HedgedFetches.Inc()
+			}
+		case <-ctx.Done():
+			return nil, routing.Peer{}, ctx.Err()
+		}
+	}
+}
+
+// do sends one request to a peer and accepts 200, or 206 for a resume.
+func (m *Mirror) do(ctx context.Context, p routing.Peer, method, path string, off int64) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, p.URL()+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(registry.PeerHeader, m.self)
+	if strings.Contains(path, "/manifests/") {
+		req.Header.Set("Accept", strings.Join(oci.ManifestAccept, ", "))
+	}
+	if off > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
+	}
+	resp, err := m.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	want := http.StatusOK
+	if off > 0 {
+		want = http.StatusPartialContent
+	}
+	if resp.StatusCode != want {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		return nil, fmt.Errorf("%w: %s answered %d", errBadPeer, p.Addr, resp.StatusCode)
+	}
+	return resp, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// quarantine remembers peers that served bad bytes, for a while.
+type quarantine struct {
+	mu    sync.Mutex
+	ttl   time.Duration
+	until map[string]time.Time
+}
+
+func newQuarantine(ttl time.Duration) *quarantine {
+	return &quarantine{ttl: ttl, until: map[string]time.Time{}}
+}
+
+func (q *quarantine) add(id string) {
+	q.mu.Lock()
+	q.until[id] = time.Now().Add(q.ttl)
+	q.mu.Unlock()
+}
+
+func (q *quarantine) has(id string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	t, ok := q.until[id]
+	if ok && time.Now().After(t) {
+		delete(q.until, id)
+		return false
+	}
+	return ok
+}

@@ -1,0 +1,120 @@
+// Package shipped is the Go rewrite of the Rego policies shipped in
+// policies/ (mirrors, latest, digest_only), rule for rule and message for
+// message, so that a Wasm module built from them decides exactly as the
+// Rego set does.
+package shipped
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/sluice-oci/sluice/sdk"
+)
+
+// Rule returns the violations of one policy for in (empty: no objection).
+type Rule func(in sdk.Input) []string
+
+// Policy combines rules as policies/{advertise,serve,resolve}.rego do:
+// allow when no rule reports a violation; the reasons are the violations,
+// sorted and without duplicates (a Rego set).
+func Policy(rules ...Rule) sdk.Func {
+	return func(in sdk.Input) sdk.Decision {
+		var violations []string
+		for _, r := range rules {
+			violations = append(violations, r(in)...)
+		}
+		if len(violations) == 0 {
+			return sdk.Allow()
+		}
+		slices.Sort(violations)
+		return sdk.Deny(slices.Compact(violations)...)
+	}
+}
+
+// dockerAliases are the Docker Hub host names folded into docker.io.
+var dockerAliases = map[string]string{"index.docker.io": "docker.io", "registry-1.docker.io": "docker.io"}
+
+// canonical folds case and the Docker Hub aliases (lib.canonical).
+func canonical(host string) string {
+	h := strings.ToLower(host)
+	if c, ok := dockerAliases[h]; ok {
+		return c
+	}
+	return h
+}
+
+// Mirrors is policies/mirrors.rego: a registry is shared only when it is
+// in input.mirrors, or "*" is; Docker Hub aliases are equivalent and an
+// empty list shares nothing.
+func Mirrors(in sdk.Input) []string {
+	if slices.Contains(in.Mirrors, "*") {
+		return nil
+	}
+	registry := registryOf(in)
+	if registry != "" { // absent in the input document: only "*" shares it
+		want := canonical(registry)
+		for _, m := range in.Mirrors {
+			if m == registry || canonical(m) == want {
+				return nil
+			}
+		}
+	}
+	return []string{fmt.Sprintf("registry %q is not in mirrors", registry)}
+}
+
+// Latest is policies/latest.rego: a tag reference whose tag is "latest"
+// or missing is neither advertised nor resolved unless
+// data.sluice.settings.enable_latest is true.
+func Latest(in sdk.Input) []string {
+	if in.Action == sdk.ActionServe || !latestTag(in) || in.Settings.EnableLatest {
+		return nil
+	}
+	return []string{fmt.Sprintf("latest tag is not shared between nodes: %s (set data.sluice.settings.enable_latest to share it)", refString(in))}
+}
+
+// DigestOnly is policies/digest_only.rego: with
+// data.sluice.settings.digest_only, tag references are refused for every
+// action.
+func DigestOnly(in sdk.Input) []string {
+	if !in.Settings.DigestOnly || hasDigest(in) {
+		return nil
+	}
+	return []string{fmt.Sprintf("digest_only: tag reference %s is not shared, only digests are", refString(in))}
+}
+
+func registryOf(in sdk.Input) string {
+	if in.Reference == nil {
+		return ""
+	}
+	return in.Reference.Registry
+}
+
+// hasDigest is lib.has_digest; without it a reference is a tag reference.
+func hasDigest(in sdk.Input) bool {
+	return in.Reference != nil && in.Reference.Digest != ""
+}
+
+// latestTag is lib.latest_tag: a tag reference tagged "latest" or untagged.
+func latestTag(in sdk.Input) bool {
+	if hasDigest(in) {
+		return false
+	}
+	return in.Reference == nil || in.Reference.Tag == "" || in.Reference.Tag == "latest"
+}
+
+// refString is lib.ref_string: registry/repository[:tag][@digest].
+func refString(in sdk.Input) string {
+	r := in.Reference
+	if r == nil {
+		return "/"
+	}
+	s := r.Registry + "/" + r.Repository
+	if r.Tag != "" {
+		s += ":" + r.Tag
+	}
+	if r.Digest != "" {
+		s += "@" + r.Digest
+	}
+	return s
+}

@@ -1,0 +1,188 @@
+package wasm
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/sluice-oci/sluice/policy"
+	"github.com/sluice-oci/sluice/wasm/internal/abi"
+)
+
+// minInputBuffer is the first input buffer asked of a new instance.
+const minInputBuffer = 4 << 10
+
+// instance is one instantiated guest. It is not safe for concurrent use:
+// the pool hands it to one caller at a time.
+type instance struct {
+	e      *Engine
+	mod    api.Module
+	mem    api.Memory
+	alloc  api.Function
+	decide api.Function
+	stderr *logWriter
+
+	stack [4]uint64
+	ptr   uint32 // input buffer in guest memory, from sluice_alloc
+	cap   uint32
+	buf   []byte // host-side encoding of action + input
+}
+
+// newInstance instantiates the module (running _initialize), checks the
+// ABI version, hands the data document to sluice_configure when exported
+// and reserves the input buffer. ctx bounds waiting; the work has its own
+// deadline (WithInitTimeout) so that a short decision deadline does not
+// starve instantiation.
+func (e *Engine) newInstance(ctx context.Context) (*instance, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.initTimeout)
+	defer cancel()
+	log := e.log.With("module", e.name)
+	x := &instance{
+		e:      e,
+		stderr: &logWriter{log: log, level: slog.LevelWarn, stream: "stderr"},
+	}
+	mc := wazero.NewModuleConfig().
+		WithName(""). // anonymous: many instances of one module
+		WithStartFunctions(abi.StartFunction).
+		WithStdout(&logWriter{log: log, level: slog.LevelInfo, stream: "stdout"}).
+		WithStderr(x.stderr).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader)
+	mod, err := e.rt.InstantiateModule(ctx, e.compiled, mc)
+	if err != nil {
+		return nil, e.newError(CodeInstantiate, err)
+	}
+	x.mod, x.mem = mod, mod.Memory()
+	x.alloc = mod.ExportedFunction(abi.ExportAlloc)
+	x.decide = mod.ExportedFunction(abi.ExportDecide)
+	if err := x.init(ctx); err != nil {
+		x.close()
+		return nil, err
+	}
+	return x, nil
+}
+
+func (x *instance) init(ctx context.Context) error {
+	e := x.e
+	res, err := x.mod.ExportedFunction(abi.ExportVersion).Call(ctx)
+	if err != nil {
+		return e.newError(x.classify(err), fmt.Errorf("%s: %w", abi.ExportVersion, err))
+	}
+	if v := int32(res[0]); v != abi.Version {
+		return e.newError(CodeABIVersion, fmt.Errorf("module speaks sluice Wasm ABI v%d; this host speaks v%d (rebuild the module against a matching sdk)", v, abi.Version))
+	}
+	if configure := x.mod.ExportedFunction(abi.ExportConfigure); configure != nil {
+		if err := x.reserve(ctx, len(e.data)); err != nil {
+			return err
+		}
+		if !x.mem.Write(x.ptr, e.data) {
+			return e.newError(CodeOutOfBounds, fmt.Errorf("data buffer at %d outside guest memory", x.ptr))
+		}
+		res, err := configure.Call(ctx, uint64(x.ptr), uint64(len(e.data)))
+		if err != nil {
+			return e.newError(x.classify(err), fmt.Errorf("%s: %w", abi.ExportConfigure, err))
+		}
+		if rc := int32(res[0]); rc != 0 {
+			return e.newError(CodeConfigure, fmt.Errorf("%s returned %d (see the guest log)", abi.ExportConfigure, rc))
+		}
+		x.ptr, x.cap = 0, 0 // the guest may drop the data buffer now
+	}
+	return x.reserve(ctx, minInputBuffer)
+}
+
+// reserve makes the input buffer at least n bytes long, asking the guest
+// for a new one (sluice_alloc) when it is too small.
+func (x *instance) reserve(ctx context.Context, n int) error {
+	if n <= int(x.cap) {
+		return nil
+	}
+	size := max(uint64(n), 2*uint64(x.cap), minInputBuffer)
+	x.stack[0] = size
+	if err := x.alloc.CallWithStack(ctx, x.stack[:]); err != nil {
+		return x.e.newError(x.classify(err), fmt.Errorf("%s(%d): %w", abi.ExportAlloc, size, err))
+	}
+	ptr := uint32(x.stack[0])
+	if ptr == 0 || uint64(ptr)+size > uint64(x.mem.Size()) {
+		return x.e.newError(CodeOutOfBounds, fmt.Errorf("%s(%d) returned %d, outside guest memory of %d bytes", abi.ExportAlloc, size, ptr, x.mem.Size()))
+	}
+	x.ptr, x.cap = ptr, uint32(size)
+	return nil
+}
+
+// call runs one decision in the guest.
+func (x *instance) call(ctx context.Context, action policy.Action, in *policy.Input) (policy.Decision, error) {
+	e := x.e
+	in.Action = action
+	x.buf = append(x.buf[:0], action...)
+	alen := len(x.buf)
+	x.buf = abi.AppendInput(x.buf, in)
+	if err := x.reserve(ctx, len(x.buf)); err != nil {
+		return policy.Decision{}, err
+	}
+	if !x.mem.Write(x.ptr, x.buf) {
+		return policy.Decision{}, e.newError(CodeOutOfBounds, fmt.Errorf("input buffer at %d outside guest memory", x.ptr))
+	}
+	x.stack = [4]uint64{uint64(x.ptr), uint64(alen), uint64(x.ptr) + uint64(alen), uint64(len(x.buf) - alen)}
+	if err := x.decide.CallWithStack(ctx, x.stack[:]); err != nil {
+		return policy.Decision{}, e.newError(x.classify(err), fmt.Errorf("%s: %w", abi.ExportDecide, err))
+	}
+	ptr, n := abi.Unpack(x.stack[0])
+	if n > abi.MaxResultLen {
+		return policy.Decision{}, e.newError(CodeBadResult, fmt.Errorf("decision of %d bytes exceeds %d", n, abi.MaxResultLen))
+	}
+	b, ok := x.mem.Read(ptr, n)
+	if !ok {
+		return policy.Decision{}, e.newError(CodeOutOfBounds, fmt.Errorf("decision [%d, %d) outside guest memory of %d bytes", ptr, uint64(ptr)+uint64(n), x.mem.Size()))
+	}
+	d, err := abi.ParseDecision(b)
+	if err != nil {
+		return policy.Decision{}, e.newError(CodeBadResult, err)
+	}
+	return d, nil
+}
+
+// classify maps an error of a guest call to a code.
+func (x *instance) classify(err error) Code {
+	if c := CodeOf(err); c != "" {
+		return c // raised by a host function
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			return CodeTimeout
+		case sys.ExitCodeContextCanceled:
+			return CodeCanceled
+		}
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return CodeTimeout
+	case errors.Is(err, context.Canceled):
+		return CodeCanceled
+	case x.atMemoryCap():
+		return CodeMemoryLimit
+	case exit != nil:
+		return CodeExit
+	}
+	return CodeTrap
+}
+
+// atMemoryCap reports whether the guest died of memory exhaustion: the Go
+// runtime said so, or memory is within one Go heap arena (4 MiB) of the cap.
+func (x *instance) atMemoryCap() bool {
+	const margin = 4 << 20
+	limit := uint64(x.e.cfg.memPages) << 16
+	return x.stderr.oom || uint64(x.mem.Size())+margin >= limit
+}
+
+func (x *instance) close() {
+	_ = x.mod.Close(context.Background())
+}
