@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -68,7 +69,7 @@ func guest(t testing.TB, name string) []byte {
 
 func build(name string) buildResult {
 	pkg := "./wasm/testdata/guests/" + name
-	if rest, ok := cutPrefix(name, "examples/"); ok {
+	if rest, ok := strings.CutPrefix(name, "examples/"); ok {
 		pkg = "./sdk/examples/" + rest
 	}
 	out := filepath.Join(buildDir, filepath.Base(name)+".wasm")
@@ -80,13 +81,6 @@ func build(name string) buildResult {
 	}
 	b, err := os.ReadFile(out)
 	return buildResult{wasm: b, err: err}
-}
-
-func cutPrefix(s, prefix string) (string, bool) {
-	if len(s) >= len(prefix) && s[:len(prefix)] == prefix {
-		return s[len(prefix):], true
-	}
-	return s, false
 }
 
 // newEngine opens a guest with the shared compilation cache and a fresh
@@ -131,3 +125,5 @@ func label(m *dto.Metric, name string) string {
 	}
 	return ""
 }
+
+func newRegistry() *prometheus.Registry { return prometheus.NewRegistry() }

@@ -22,7 +22,7 @@ const (
 	// survives two missed re-provides.
 	DefaultReprovideInterval = DefaultRecordTTL / 3
 	DefaultDebounce          = 200 * time.Millisecond
-	maxRetryBackoff          = 30 * time.Second
+	maxRetryBackoff          = 10 * time.Second
 	routerCallTimeout        = time.Minute
 )
 
@@ -120,7 +120,15 @@ func (a *Advertiser) register() (unregister func(), err error) {
 
 // Run announces the store's keys, follows store events (when the store is
 // a store.Subscriber) and re-provides every interval until ctx is done. It
-// returns nil when ctx is done, or an error if it cannot start.
+// returns nil when ctx is done, or an error if it cannot start. Call it
+// once at a time.
+//
+// Image create/update events re-walk that image; image deletes drop it;
+// content events (a layer arriving or going) re-walk every image. Events
+// are gathered for the debounce delay first. Every reprovide interval all
+// images are re-walked (catching missed events and policy reloads: keys now
+// denied are withdrawn) and every announced key is announced again. Keys
+// whose announcement failed are retried from 1 s, doubling up to 10 s.
 func (a *Advertiser) Run(ctx context.Context) error {
 	unregister, err := a.register()
 	if err != nil {

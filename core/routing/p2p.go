@@ -260,8 +260,9 @@ func (p *P2P) Ready(ctx context.Context) (bool, error) {
 const provideConcurrency = 8
 
 // Advertise provides every key on the DHT: the record is stored locally and
-// on the closest peers. With an empty routing table it fails with
-// ErrNoPeers (after the local record is stored), so the caller retries.
+// on the closest peers. With an empty routing table it fails at once with
+// ErrNoPeers, so the caller retries; when only some keys fail the error is
+// a *KeysError naming them.
 func (p *P2P) Advertise(ctx context.Context, keys []string) error {
 	cids, err := keyCIDs(keys)
 	if err != nil {
@@ -306,7 +307,6 @@ func (p *P2P) Withdraw(ctx context.Context, keys []string) error {
 	}
 	return ctx.Err()
 }
-
 
 func keyCIDs(keys []string) ([]cid.Cid, error) {
 	out := make([]cid.Cid, len(keys))

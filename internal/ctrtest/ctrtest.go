@@ -32,6 +32,25 @@ type Daemon struct {
 	log    *bytes.Buffer
 }
 
+// RepoBin returns <repo>/bin, created when missing.
+func RepoBin() (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(root, "bin")
+	return bin, os.MkdirAll(bin, 0o755)
+}
+
+// Built returns <repo>/bin when containerd and ctr are already built there.
+func Built() (string, bool) {
+	bin, err := RepoBin()
+	if err != nil {
+		return "", false
+	}
+	return bin, exists(filepath.Join(bin, "containerd")) && exists(filepath.Join(bin, "ctr"))
+}
+
 // BinDir returns <repo>/bin with containerd and ctr built, building them on
 // first use (serialised across test binaries by a file lock).
 func BinDir() (string, error) {
@@ -110,6 +129,9 @@ func Start(t testing.TB) *Daemon {
 
 // StartIn starts a daemon with its files in dir (used by the demo too).
 func StartIn(bin, dir string) (*Daemon, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	d := &Daemon{Dir: dir, Socket: filepath.Join(dir, "c.sock"), Root: filepath.Join(dir, "root"), bin: bin, log: &bytes.Buffer{}}
 	cfg := fmt.Sprintf(`version = 3
 root = %q

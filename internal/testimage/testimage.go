@@ -189,3 +189,21 @@ func mustJSON(v any) []byte {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Children returns the descriptors an index or manifest (b, described by
+// d) refers to; nil for other content.
+func (img *Image) Children(d ocispec.Descriptor, b []byte) []ocispec.Descriptor {
+	switch d.MediaType {
+	case ocispec.MediaTypeImageIndex:
+		var idx ocispec.Index
+		if json.Unmarshal(b, &idx) == nil {
+			return idx.Manifests
+		}
+	case ocispec.MediaTypeImageManifest:
+		var m ocispec.Manifest
+		if json.Unmarshal(b, &m) == nil {
+			return append([]ocispec.Descriptor{m.Config}, m.Layers...)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluice-oci/sluice/core/config"
+	"github.com/sluice-oci/sluice/core/metrics"
+	"github.com/sluice-oci/sluice/core/mirror"
+	"github.com/sluice-oci/sluice/core/registry"
+	"github.com/sluice-oci/sluice/core/routing"
+	"github.com/sluice-oci/sluice/core/store"
+	"github.com/sluice-oci/sluice/policy"
+	"github.com/sluice-oci/sluice/wasm"
+)
+
+func runCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
+	cfg, err := parseRunConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	if err != nil {
+		return err
+	}
+	return runNode(ctx, cfg, log)
+}
+
+// runNode wires a node together and serves until ctx is done.
+func runNode(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	st, closeStore, err := openStore(ctx, cfg.storeURI(), cfg.ContainerdNamespace, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	log.Info("store open", "store", storeName(st))
+
+	popts := []policy.Option{
+		policy.WithFailOpen(cfg.PolicyFailOpen), policy.WithRegisterer(reg), policy.WithLogger(log),
+		policy.WithNode(policy.Node{Name: cfg.NodeName}),
+		policy.WithWasm(wasm.Opener(wasm.WithLogger(log), wasm.WithRegisterer(reg))),
+	}
+	if cfg.PolicyVerificationKey != "" {
+		popts = append(popts, policy.WithVerificationKeyFile(cfg.PolicyVerificationKey))
+	}
+	pol, err := policy.Load(ctx, cfg.Policy, popts...)
+	if err != nil {
+		return fmt.Errorf("load policy: %w", err)
+	}
+	defer pol.Close()
+	go func() {
+		if err := pol.Watch(ctx); err != nil && ctx.Err() == nil {
+			log.Error("policy watch stopped", "err", err)
+		}
+	}()
+	if err := watchRegistries(ctx, cfg.Registries, pol, log); err != nil {
+		return err
+	}
+
+	regPort, err := portOf(cfg.RegistryAddr)
+	if err != nil {
+		return fmt.Errorf("--registry-addr %q: %w", cfg.RegistryAddr, err)
+	}
+	psk, err := loadPSK(cfg.PSKFile)
+	if err != nil {
+		return err
+	}
+	tlsOn := cfg.TLSCert != ""
+	scheme := "http"
+	if tlsOn {
+		scheme = "https"
+	}
+	router, err := routing.NewP2P(ctx, routing.P2PConfig{
+		ListenAddr: cfg.P2PAddr, DataDir: cfg.DataDir, RegistryPort: regPort, RegistryScheme: scheme,
+		PSK: psk, Bootstrap: cfg.Bootstrap, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer router.Close()
+	log.Info("p2p up", "id", router.ID().String(), "addrs", fmt.Sprint(router.Addrs()))
+
+	adv := routing.NewAdvertiser(router, st, routing.WithPolicy(pol), routing.WithLogger(log), routing.WithRegisterer(reg))
+	go func() {
+		if err := adv.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("advertiser stopped", "err", err)
+		}
+	}()
+
+	mopts := []mirror.Option{mirror.WithSelf(router.ID().String()), mirror.WithResolveTimeout(cfg.ResolveTimeout),
+		mirror.WithMetrics(m), mirror.WithLogger(log), mirror.WithMaxConcurrent(cfg.MaxPeerFetches)}
+	serverTLS, clientTLS, err := loadTLS(cfg)
+	if err != nil {
+		return err
+	}
+	if clientTLS != nil {
+		mopts = append(mopts, mirror.WithTLS(clientTLS))
+	}
+	mir := mirror.New(router, mopts...)
+	api := registry.New(st, registry.WithMirror(mir), registry.WithPolicy(pol), registry.WithMetrics(m),
+		registry.WithLogger(log), registry.WithDefaultRegistry(cfg.DefaultRegistry))
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	serve := func(name, addr string, h http.Handler, tlsCfg bool) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s listen %s: %w", name, addr, err)
+		}
+		srv := newHTTPServer(h, cfg, log)
+		if tlsCfg {
+			srv.TLSConfig = serverTLS
+		}
+		log.Info("listening", "server", name, "addr", ln.Addr().String(), "tls", tlsCfg)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if tlsCfg {
+				err = srv.ServeTLS(ln, "", "")
+			} else {
+				err = srv.Serve(ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s server: %w", name, err)
+			}
+		}()
+		go func() {
+			<-ctx.Done()
+			sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+			defer c()
+			_ = srv.Shutdown(sctx)
+		}()
+		return nil
+	}
+	if err := serve("registry", cfg.RegistryAddr, api, tlsOn); err != nil {
+		return err
+	}
+	if cfg.LocalAddr != "" {
+		if !isLoopbackAddr(cfg.LocalAddr) {
+			return fmt.Errorf("--local-addr %q must be a loopback address: it serves without TLS", cfg.LocalAddr)
+		}
+		if err := serve("local", cfg.LocalAddr, localOnly(api), false); err != nil {
+			return err
+		}
+	}
+	if cfg.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			ok, err := router.Ready(r.Context())
+			if !ok || err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintf(w, "not ready: no peers known (err %v)\n", err)
+				return
+			}
+			_, _ = io.WriteString(w, "ok\n")
+		})
+		mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+			writeStatus(w, r, router, adv, pol, st)
+		})
+		if err := serve("metrics", cfg.MetricsAddr, mux, false); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		cancel()
+	}
+	wg.Wait()
+	log.Info("stopped")
+	return err
+}
+
+// localOnly refuses requests on the plain local listener that claim to
+// come from a peer: peers must use the TLS listener.
+func localOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del(registry.PeerHeader)
+		h.ServeHTTP(w, r)
+	})
+}
+
+func storeName(s store.Store) string {
+	if n, ok := s.(store.Namer); ok {
+		return n.Name()
+	}
+	return fmt.Sprintf("%T", s)
+}
+
+func watchRegistries(ctx context.Context, path string, pol *policy.Set, log *slog.Logger) error {
+	if path == "" {
+		return nil // no registries.yaml: share every registry, Spegel's default
+	}
+	regs, warns, err := config.LoadRegistries(path)
+	if err != nil {
+		return err
+	}
+	for _, w := range warns {
+		log.Warn("registries.yaml", "warning", w.String())
+	}
+	pol.SetMirrors(regs.Mirrors())
+	log.Info("sharing registries", "mirrors", strings.Join(regs.Mirrors(), ","))
+	go func() {
+		err := config.WatchRegistries(ctx, path, config.DefaultDebounce, func(r *config.Registries, warns []config.Warning, err error) {
+			if err != nil {
+				log.Error("registries.yaml reload failed; keeping the last good mirrors", "file", path, "err", err)
+				return
+			}
+			for _, w := range warns {
+				log.Warn("registries.yaml", "warning", w.String())
+			}
+			pol.SetMirrors(r.Mirrors())
+			log.Info("registries.yaml reloaded", "mirrors", strings.Join(r.Mirrors(), ","))
+		})
+		if err != nil && ctx.Err() == nil {
+			log.Error("registries.yaml watch stopped", "err", err)
+		}
+	}()
+	return nil
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// runConfig is every setting of `sluice run`, from flags, SLUICE_* env and
+// the --config YAML file (same keys as the flags).
+type runConfig struct {
+	Store, ContainerdNamespace             string
+	RegistryAddr, LocalAddr, P2PAddr       string
+	Bootstrap                              listFlag
+	DataDir, Registries                    string
+	Policy                                 listFlag
+	PolicyVerificationKey                  string
+	PolicyFailOpen                         bool
+	ResolveTimeout                         time.Duration
+	DefaultRegistry                        string
+	PSKFile, TLSCert, TLSKey, ClientCA     string
+	PeerCA                                 string
+	MetricsAddr, LogLevel, LogFormat       string
+	NodeName                               string
+	Config                                 string
+	MaxPeerFetches                         int
+	ReadHeaderTimeout                      time.Duration
+}
+
+const defaultSocket = "/run/containerd/containerd.sock"
+
+func runFlags(cfg *runConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("sluice run", flag.ContinueOnError)
+	host, _ := os.Hostname()
+	fs.StringVar(&cfg.Store, "store", "", "content store: containerd:///run/containerd/containerd.sock or oci:DIR (default: containerd when its socket exists, else the embedded oci store in --data-dir)")
+	fs.StringVar(&cfg.ContainerdNamespace, "containerd-namespace", "k8s.io", "containerd namespace to serve")
+	fs.StringVar(&cfg.RegistryAddr, "registry-addr", ":5000", "registry listen address (peers and local containerd)")
+	fs.StringVar(&cfg.LocalAddr, "local-addr", "", "extra plain-HTTP loopback listener for the local containerd (e.g. 127.0.0.1:5002)")
+	fs.StringVar(&cfg.P2PAddr, "p2p-addr", ":5001", "libp2p listen address")
+	fs.Var(&cfg.Bootstrap, "bootstrap", "bootstrap peer: /ip4/…/tcp/…/p2p/ID or dns:NAME:PORT (repeatable)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/sluice", "state directory (peer key, embedded store)")
+	fs.StringVar(&cfg.Registries, "registries", "", "k3s/RKE2 registries.yaml: its mirrors are the shared registries (default: share all)")
+	fs.Var(&cfg.Policy, "policy", "policy path: directory, OPA bundle .tar.gz, .rego, data .json/.yaml or .wasm (repeatable; default: the shipped k3s policy)")
+	fs.StringVar(&cfg.PolicyVerificationKey, "policy-verification-key", "", "public key (PEM) that OPA bundles must be signed with")
+	fs.BoolVar(&cfg.PolicyFailOpen, "policy-fail-open", false, "treat a policy engine error as allow instead of deny")
+	fs.DurationVar(&cfg.ResolveTimeout, "resolve-timeout", 20*time.Millisecond, "how long to look for peers before answering 404")
+	fs.StringVar(&cfg.DefaultRegistry, "default-registry", "docker.io", "registry of requests without ?ns=")
+	fs.StringVar(&cfg.PSKFile, "psk-file", "", "pre-shared key file (32 bytes, hex or raw) for the libp2p private network")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "this node's certificate (registry API over TLS)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "this node's private key")
+	fs.StringVar(&cfg.ClientCA, "client-ca", "", "CA that signs the client certificates of peers allowed to fetch")
+	fs.StringVar(&cfg.PeerCA, "peer-ca", "", "CA that signs the certificates of peers this node fetches from")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":9090", "metrics, health and status listen address (empty: off)")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&cfg.NodeName, "node-name", host, "node name in policy input and logs")
+	fs.StringVar(&cfg.Config, "config", "", "YAML file with the same keys as these flags")
+	fs.IntVar(&cfg.MaxPeerFetches, "max-peer-fetches", 64, "concurrent blob fetches from peers")
+	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "time a client has to send its request headers")
+	return fs
+}
+
+func parseRunConfig(args []string, stderr io.Writer) (*runConfig, error) {
+	cfg := &runConfig{}
+	fs := runFlags(cfg)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if err := applyEnvAndFile(fs); err != nil {
+		return nil, err
+	}
+	if cfg.ResolveTimeout <= 0 {
+		return nil, errors.New("--resolve-timeout must be positive")
+	}
+	return cfg, nil
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// storeURI resolves the --store default: containerd when the socket
+// exists, else the embedded oci store in the data dir.
+func (cfg *runConfig) storeURI() string {
+	if cfg.Store != "" {
+		return cfg.Store
+	}
+	if _, err := os.Stat(defaultSocket); err == nil {
+		return "containerd://" + defaultSocket
+	}
+	return "oci:" + filepath.Join(cfg.DataDir, "oci")
+}
+
+// portOf returns the port of a listen address.
+func portOf(addr string) (uint16, error) {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	return uint16(n), err
+}
+
+func newHTTPServer(h http.Handler, cfg *runConfig, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+var _ = context.Background
