@@ -58,7 +58,9 @@ tag_suffix := concat("", [":", input.reference.tag]) if {
 	input.reference.tag != ""
 } else := ""
 
-digest_suffix := concat("", ["@", input.reference.digest]) if has_digest else := ""
+digest_suffix := concat("", ["@", input.reference.digest]) if has_digest
+
+else := ""
 
 # violations are the restrictions of the shipped policies and of drop-ins,
 # the `violation` set of package sluice.policies (one package, many files:

@@ -1,6 +1,7 @@
 package wasm_test
 
 import (
+	"os"
 	"context"
 	"testing"
 	"time"
@@ -11,7 +12,11 @@ import (
 
 func TestZZProbe(t *testing.T) {
 	ctx := context.Background()
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(testCache).WithCloseOnContextDone(true))
+	rc := wazero.NewRuntimeConfig().WithCompilationCache(testCache).WithCloseOnContextDone(os.Getenv("ENSURE") == "1")
+	if os.Getenv("INTERP") == "1" {
+		rc = wazero.NewRuntimeConfigInterpreter()
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	defer rt.Close(ctx)
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
 	rt.NewHostModuleBuilder("sluice").NewFunctionBuilder().WithFunc(func(int32, int32, int32) {}).Export("log").Instantiate(ctx)

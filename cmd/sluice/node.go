@@ -116,7 +116,7 @@ func runNode(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 	}
 	mir := mirror.New(router, mopts...)
 	api := registry.New(st, registry.WithMirror(mir), registry.WithPolicy(pol), registry.WithMetrics(m),
-		registry.WithLogger(log), registry.WithDefaultRegistry(cfg.DefaultRegistry))
+		registry.WithLogger(log), registry.WithDefaultRegistry(cfg.DefaultRegistry), registry.WithPeerRateLimit(cfg.PeerRateLimit))
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)

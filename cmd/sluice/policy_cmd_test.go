@@ -31,7 +31,7 @@ func TestPolicyCmd_Eval(t *testing.T) {
 		wantReasons []string
 	}{
 		{"shipped policies by default", []string{"--action", "resolve", "--input", input}, false,
-			[]string{`registry "ghcr.io" is not in mirrors`, "latest tag is not shared between nodes: ghcr.io/org/app:latest (set data.sluice.settings.enable_latest to share it)"}},
+			[]string{"latest tag is not shared between nodes: ghcr.io/org/app:latest (set data.sluice.settings.enable_latest to share it)", `registry "ghcr.io" is not in mirrors`}},
 		{"serve ignores latest", []string{"--policy", "../../policies", "--action", "serve", "--input", input}, false,
 			[]string{`registry "ghcr.io" is not in mirrors`}},
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,22 +18,23 @@ import (
 // runConfig is every setting of `sluice run`, from flags, SLUICE_* env and
 // the --config YAML file (same keys as the flags).
 type runConfig struct {
-	Store, ContainerdNamespace             string
-	RegistryAddr, LocalAddr, P2PAddr       string
-	Bootstrap                              listFlag
-	DataDir, Registries                    string
-	Policy                                 listFlag
-	PolicyVerificationKey                  string
-	PolicyFailOpen                         bool
-	ResolveTimeout                         time.Duration
-	DefaultRegistry                        string
-	PSKFile, TLSCert, TLSKey, ClientCA     string
-	PeerCA                                 string
-	MetricsAddr, LogLevel, LogFormat       string
-	NodeName                               string
-	Config                                 string
-	MaxPeerFetches                         int
-	ReadHeaderTimeout                      time.Duration
+	Store, ContainerdNamespace         string
+	RegistryAddr, LocalAddr, P2PAddr   string
+	Bootstrap                          listFlag
+	DataDir, Registries                string
+	Policy                             listFlag
+	PolicyVerificationKey              string
+	PolicyFailOpen                     bool
+	ResolveTimeout                     time.Duration
+	DefaultRegistry                    string
+	PSKFile, TLSCert, TLSKey, ClientCA string
+	PeerCA                             string
+	MetricsAddr, LogLevel, LogFormat   string
+	NodeName                           string
+	Config                             string
+	MaxPeerFetches                     int
+	PeerRateLimit                      int64
+	ReadHeaderTimeout                  time.Duration
 }
 
 const defaultSocket = "/run/containerd/containerd.sock"
@@ -66,6 +66,7 @@ func runFlags(cfg *runConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.NodeName, "node-name", host, "node name in policy input and logs")
 	fs.StringVar(&cfg.Config, "config", "", "YAML file with the same keys as these flags")
 	fs.IntVar(&cfg.MaxPeerFetches, "max-peer-fetches", 64, "concurrent blob fetches from peers")
+	fs.Int64Var(&cfg.PeerRateLimit, "peer-rate-limit", 0, "bytes per second this node sends to peers, all together (0: no limit)")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "time a client has to send its request headers")
 	return fs
 }
@@ -147,5 +148,3 @@ func isLoopbackAddr(addr string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
-
-var _ = context.Background

@@ -33,6 +33,7 @@ type Mirror struct {
 	self           string
 	resolveTimeout time.Duration
 	hedgeDelay     time.Duration
+	idleTimeout    time.Duration
 	maxPeers       int
 	quarantine     *quarantine
 	metrics        *metrics.Metrics
@@ -52,6 +53,10 @@ func WithResolveTimeout(d time.Duration) Option { return func(m *Mirror) { m.res
 // WithHedgeDelay sets how long the first peer may take to answer before a
 // second is asked too (default 30 ms).
 func WithHedgeDelay(d time.Duration) Option { return func(m *Mirror) { m.hedgeDelay = d } }
+
+// WithIdleTimeout sets how long a peer's response may stall before the
+// fetch moves to another peer (default 5 s).
+func WithIdleTimeout(d time.Duration) Option { return func(m *Mirror) { m.idleTimeout = d } }
 
 // WithSelf sets the value of the peer header this node sends (its ID).
 func WithSelf(id string) Option { return func(m *Mirror) { m.self = id } }
@@ -89,7 +94,7 @@ func New(r routing.Router, opts ...Option) *Mirror {
 	}
 	m := &Mirror{
 		router: r, client: &http.Client{Transport: tr, CheckRedirect: noRedirects},
-		resolveTimeout: 20 * time.Millisecond, hedgeDelay: 30 * time.Millisecond, maxPeers: 8,
+		resolveTimeout: 20 * time.Millisecond, hedgeDelay: 30 * time.Millisecond, idleTimeout: 5 * time.Second, maxPeers: 8,
 		quarantine: newQuarantine(2 * time.Minute), sem: make(chan struct{}, 64),
 	}
 	for _, o := range opts {

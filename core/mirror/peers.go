@@ -153,7 +153,7 @@ func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string,
 		case a := <-results:
 			inflight--
 			if a.err == nil {
-				a.resp.Body = &cancelOnClose{ReadCloser: a.resp.Body, cancel: a.cancel}
+				a.resp.Body = newWatchdog(a.resp.Body, a.cancel, m.idleTimeout)
 				return a.resp, a.peer, nil
 			}
 			a.cancel()
@@ -201,14 +201,32 @@ func (m *Mirror) do(ctx context.Context, p routing.Peer, method, path string, of
 	return resp, nil
 }
 
-type cancelOnClose struct {
+// watchdog cancels a peer response that makes no progress for the idle
+// timeout (a hung or stopped peer), so the stream resumes elsewhere, and
+// releases the request when closed.
+type watchdog struct {
 	io.ReadCloser
 	cancel context.CancelFunc
+	timer  *time.Timer
+	idle   time.Duration
 }
 
-func (c *cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
+func newWatchdog(rc io.ReadCloser, cancel context.CancelFunc, idle time.Duration) *watchdog {
+	return &watchdog{ReadCloser: rc, cancel: cancel, idle: idle, timer: time.AfterFunc(idle, cancel)}
+}
+
+func (w *watchdog) Read(p []byte) (int, error) {
+	n, err := w.ReadCloser.Read(p)
+	if n > 0 {
+		w.timer.Reset(w.idle)
+	}
+	return n, err
+}
+
+func (w *watchdog) Close() error {
+	w.timer.Stop()
+	err := w.ReadCloser.Close()
+	w.cancel()
 	return err
 }
 

@@ -205,7 +205,11 @@ func (c *call) serveLocalBlob(ctx context.Context, desc ocispec.Descriptor) erro
 	if c.r.Method == http.MethodHead || rng.Length == 0 {
 		return nil
 	}
-	n, err := copyContent(c.w, content, rng)
+	var out io.Writer = c.w
+	if c.peer != nil && c.peerLimit != nil {
+		out = pacedWriter{ctx: ctx, w: c.w, l: c.peerLimit}
+	}
+	n, err := copyContent(out, content, rng)
 	c.countServed(n)
 	if err != nil {
 		c.log.Debug("blob copy ended early", "digest", desc.Digest, "sent", n, "err", err)

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/sluice-oci/sluice/core/metrics"
 	"github.com/sluice-oci/sluice/core/oci"
 	"github.com/sluice-oci/sluice/core/store"
@@ -56,7 +58,7 @@ type Server struct {
 	metrics         *metrics.Metrics
 	log             *slog.Logger
 	verified        *verifyCache
-	nodeName        string
+	peerLimit       *rate.Limiter
 }
 
 // Option configures a Server.

@@ -136,7 +136,6 @@ func (c Case) Check(ctx context.Context, e policy.Engine) error {
 	return nil
 }
 
-
 // Run runs every case as a subtest. newEngine builds the engine for a
 // case's data (nil when the case has none); it may cache engines by data.
 func Run(t *testing.T, cases []Case, newEngine func(t *testing.T, data map[string]any) policy.Engine) {
