@@ -18,19 +18,17 @@ type WasmOpener func(ctx context.Context, path string, module []byte, data map[s
 type Option func(*options)
 
 type options struct {
-	wasm        WasmOpener
-	failOpen    bool
-	node        *Node
-	registerer  prometheus.Registerer
-	logger      *slog.Logger
-	keyPEM      []byte
-	keyFile     string
-	data        map[string]any
-	cacheSize   int
-	debounce    time.Duration
-	closeGrace  time.Duration
-	defaultFS   bool
-	embeddedSet bool
+	wasm       WasmOpener
+	failOpen   bool
+	node       *Node
+	registerer prometheus.Registerer
+	logger     *slog.Logger
+	keyPEM     []byte
+	keyFile    string
+	data       map[string]any
+	cacheSize  int
+	debounce   time.Duration
+	closeGrace time.Duration
 }
 
 // WithWasm sets the opener of .wasm paths. Without it a .wasm path is a

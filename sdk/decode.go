@@ -7,321 +7,346 @@ import (
 	"unicode/utf8"
 )
 
-// ParseInput decodes an input document, as the host sends it, without
-// reflection (encoding/json costs several microseconds per call inside
-// Wasm). Unknown fields are skipped and null means absent, so inputs
-// from newer hosts still decode. Data and Settings are left empty.
+// ParseInput decodes an input document, as the host sends it. Unknown
+// fields are skipped and null means absent, so inputs from newer hosts
+// still decode. Data and Settings are left empty.
+//
+// It is written for the cost model of Go inside Wasm with a deadline
+// (every function entry and loop iteration pays a termination check, every
+// allocation ~1 µs): no reflection, no closures, and three allocations per
+// document — one copy of the bytes that every string slices into, one
+// block for the nested objects, labels maps when present.
 func ParseInput(b []byte) (Input, error) {
-	d := decoder{b: b}
+	d := decoder{s: string(b)}
 	var in Input
-	err := d.object(func(key string) error {
-		var err error
-		switch key {
-		case "action":
-			in.Action, err = d.str()
-		case "reference":
-			in.Reference, err = objectOf(&d, d.reference)
-		case "media_type":
-			in.MediaType, err = d.str()
-		case "size":
-			in.Size, err = d.int()
-		case "peer":
-			in.Peer, err = objectOf(&d, d.peer)
-		case "node":
-			in.Node, err = objectOf(&d, d.node)
-		case "source":
-			in.Source, err = objectOf(&d, d.source)
-		case "mirrors":
-			in.Mirrors, err = d.strings()
-		default:
-			err = d.skip(0)
+	var st *storage
+	alloc := func() *storage {
+		if st == nil {
+			st = new(storage)
 		}
-		return err
-	})
-	if err == nil {
-		if d.ws(); d.i != len(d.b) {
-			err = d.errorf("trailing data")
+		return st
+	}
+	d.open('{')
+	for more := d.first('}'); more; more = d.next('}') {
+		switch d.key() {
+		case "action":
+			in.Action = d.str()
+		case "reference":
+			if !d.null() {
+				in.Reference = &alloc().ref
+				d.reference(in.Reference)
+			}
+		case "media_type":
+			in.MediaType = d.str()
+		case "size":
+			in.Size = d.int()
+		case "peer":
+			if !d.null() {
+				in.Peer = &alloc().peer
+				d.peer(in.Peer)
+			}
+		case "node":
+			if !d.null() {
+				in.Node = &alloc().node
+				d.node(in.Node)
+			}
+		case "source":
+			if !d.null() {
+				in.Source = &alloc().source
+				d.source(in.Source)
+			}
+		case "mirrors":
+			if !d.null() {
+				in.Mirrors = d.strings(alloc().mirrors[:0])
+			}
+		default:
+			d.skip(0)
 		}
 	}
-	if err != nil {
-		return Input{}, fmt.Errorf("sdk: input document: %w", err)
+	if d.err == nil {
+		if d.ws(); d.i != len(d.s) {
+			d.fail("trailing data")
+		}
+	}
+	if d.err != nil {
+		return Input{}, fmt.Errorf("sdk: input document: %w", d.err)
 	}
 	return in, nil
 }
 
+// storage holds the nested objects of one input in one allocation.
+type storage struct {
+	ref     Reference
+	peer    Peer
+	node    Node
+	source  Source
+	mirrors [4]string
+}
+
+// decoder reads JSON from s. The first error sticks in err; after it every
+// method returns zero values.
 type decoder struct {
-	b   []byte
+	s   string
 	i   int
+	err error
 	tmp []byte
 }
 
-func (d *decoder) errorf(format string, args ...any) error {
-	return fmt.Errorf("offset %d: "+format, append([]any{d.i}, args...)...)
+func (d *decoder) fail(msg string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("offset %d: %s", d.i, msg)
+	}
+	d.i = len(d.s)
 }
 
 func (d *decoder) ws() {
-	for d.i < len(d.b) && (d.b[d.i] == ' ' || d.b[d.i] == '\n' || d.b[d.i] == '\t' || d.b[d.i] == '\r') {
+	for d.i < len(d.s) && (d.s[d.i] == ' ' || d.s[d.i] == '\n' || d.s[d.i] == '\t' || d.s[d.i] == '\r') {
 		d.i++
 	}
 }
 
 func (d *decoder) peek() byte {
 	d.ws()
-	if d.i < len(d.b) {
-		return d.b[d.i]
+	if d.i < len(d.s) {
+		return d.s[d.i]
 	}
 	return 0
 }
 
+func (d *decoder) open(c byte) {
+	if d.peek() != c {
+		d.fail("want " + string(rune(c)))
+		return
+	}
+	d.i++
+}
+
+// first reports whether a container just opened has a first element.
+func (d *decoder) first(closer byte) bool {
+	if d.err != nil {
+		return false
+	}
+	if d.peek() == closer {
+		d.i++
+		return false
+	}
+	return true
+}
+
+// next consumes ',' (true: another element follows) or the closer (false).
+func (d *decoder) next(closer byte) bool {
+	switch d.peek() {
+	case ',':
+		d.i++
+		return d.err == nil
+	case closer:
+		d.i++
+		return false
+	}
+	d.fail("want ',' or " + string(rune(closer)))
+	return false
+}
+
+// key reads an object key and the colon after it.
+func (d *decoder) key() string {
+	if d.peek() != '"' {
+		d.fail("want key")
+		return ""
+	}
+	k := d.str()
+	if d.peek() != ':' {
+		d.fail("want ':'")
+		return ""
+	}
+	d.i++
+	return k
+}
+
 // null consumes a null literal if one is next.
 func (d *decoder) null() bool {
-	if d.peek() == 'n' && len(d.b)-d.i >= 4 && string(d.b[d.i:d.i+4]) == "null" {
+	if d.peek() == 'n' && len(d.s)-d.i >= 4 && d.s[d.i:d.i+4] == "null" {
 		d.i += 4
 		return true
 	}
 	return false
 }
 
-// objectOf decodes null (nil) or an object into a new T.
-func objectOf[T any](d *decoder, fill func(*T) func(string) error) (*T, error) {
-	if d.null() {
-		return nil, nil
+func (d *decoder) reference(r *Reference) {
+	d.open('{')
+	for more := d.first('}'); more; more = d.next('}') {
+		switch d.key() {
+		case "registry":
+			r.Registry = d.str()
+		case "repository":
+			r.Repository = d.str()
+		case "tag":
+			r.Tag = d.str()
+		case "digest":
+			r.Digest = d.str()
+		case "kind":
+			r.Kind = d.str()
+		default:
+			d.skip(0)
+		}
 	}
-	v := new(T)
-	return v, d.object(fill(v))
 }
 
-// object calls member for each key of an object; member decodes the value.
-func (d *decoder) object(member func(key string) error) error {
-	if d.peek() != '{' {
-		return d.errorf("want object")
+func (d *decoder) peer(p *Peer) {
+	d.open('{')
+	for more := d.first('}'); more; more = d.next('}') {
+		switch d.key() {
+		case "id":
+			p.ID = d.str()
+		case "address":
+			p.Address = d.str()
+		case "tls_subject":
+			p.TLSSubject = d.str()
+		default:
+			d.skip(0)
+		}
 	}
-	d.i++
-	if d.peek() == '}' {
-		d.i++
+}
+
+func (d *decoder) node(n *Node) {
+	d.open('{')
+	for more := d.first('}'); more; more = d.next('}') {
+		switch d.key() {
+		case "name":
+			n.Name = d.str()
+		case "labels":
+			n.Labels = d.labels()
+		default:
+			d.skip(0)
+		}
+	}
+}
+
+func (d *decoder) source(s *Source) {
+	d.open('{')
+	for more := d.first('}'); more; more = d.next('}') {
+		switch d.key() {
+		case "image":
+			s.Image = d.str()
+		case "pinned":
+			s.Pinned = d.bool()
+		case "labels":
+			s.Labels = d.labels()
+		default:
+			d.skip(0)
+		}
+	}
+}
+
+func (d *decoder) labels() map[string]string {
+	if d.null() {
 		return nil
 	}
-	for {
-		if d.peek() != '"' {
-			return d.errorf("want key")
-		}
-		key, err := d.str()
-		if err != nil {
-			return err
-		}
-		if d.peek() != ':' {
-			return d.errorf("want ':'")
-		}
-		d.i++
-		if err := member(key); err != nil {
-			return err
-		}
-		switch d.peek() {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
-			return nil
-		default:
-			return d.errorf("want ',' or '}'")
-		}
-	}
-}
-
-func (d *decoder) reference(r *Reference) func(string) error {
-	return func(key string) (err error) {
-		switch key {
-		case "registry":
-			r.Registry, err = d.str()
-		case "repository":
-			r.Repository, err = d.str()
-		case "tag":
-			r.Tag, err = d.str()
-		case "digest":
-			r.Digest, err = d.str()
-		case "kind":
-			r.Kind, err = d.str()
-		default:
-			err = d.skip(0)
-		}
-		return err
-	}
-}
-
-func (d *decoder) peer(p *Peer) func(string) error {
-	return func(key string) (err error) {
-		switch key {
-		case "id":
-			p.ID, err = d.str()
-		case "address":
-			p.Address, err = d.str()
-		case "tls_subject":
-			p.TLSSubject, err = d.str()
-		default:
-			err = d.skip(0)
-		}
-		return err
-	}
-}
-
-func (d *decoder) node(n *Node) func(string) error {
-	return func(key string) (err error) {
-		switch key {
-		case "name":
-			n.Name, err = d.str()
-		case "labels":
-			n.Labels, err = d.labels()
-		default:
-			err = d.skip(0)
-		}
-		return err
-	}
-}
-
-func (d *decoder) source(s *Source) func(string) error {
-	return func(key string) (err error) {
-		switch key {
-		case "image":
-			s.Image, err = d.str()
-		case "pinned":
-			s.Pinned, err = d.bool()
-		case "labels":
-			s.Labels, err = d.labels()
-		default:
-			err = d.skip(0)
-		}
-		return err
-	}
-}
-
-func (d *decoder) labels() (map[string]string, error) {
-	if d.null() {
-		return nil, nil
-	}
 	m := map[string]string{}
-	err := d.object(func(key string) error {
-		v, err := d.str()
-		m[key] = v
-		return err
-	})
-	return m, err
+	d.open('{')
+	for more := d.first('}'); more; more = d.next('}') {
+		k := d.key()
+		m[k] = d.str()
+	}
+	return m
 }
 
-func (d *decoder) strings() ([]string, error) {
-	if d.null() {
-		return nil, nil
+// strings appends the elements of a string array to out.
+func (d *decoder) strings(out []string) []string {
+	d.open('[')
+	for more := d.first(']'); more; more = d.next(']') {
+		out = append(out, d.str())
 	}
-	if d.peek() != '[' {
-		return nil, d.errorf("want array")
-	}
-	d.i++
-	out := []string{}
-	if d.peek() == ']' {
-		d.i++
-		return out, nil
-	}
-	for {
-		s, err := d.str()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-		switch d.peek() {
-		case ',':
-			d.i++
-		case ']':
-			d.i++
-			return out, nil
-		default:
-			return nil, d.errorf("want ',' or ']'")
-		}
-	}
+	return out
 }
 
-func (d *decoder) bool() (bool, error) {
+func (d *decoder) bool() bool {
 	switch {
 	case d.null():
-		return false, nil
-	case d.peek() == 't' && len(d.b)-d.i >= 4 && string(d.b[d.i:d.i+4]) == "true":
+		return false
+	case d.peek() == 't' && len(d.s)-d.i >= 4 && d.s[d.i:d.i+4] == "true":
 		d.i += 4
-		return true, nil
-	case d.peek() == 'f' && len(d.b)-d.i >= 5 && string(d.b[d.i:d.i+5]) == "false":
+		return true
+	case d.peek() == 'f' && len(d.s)-d.i >= 5 && d.s[d.i:d.i+5] == "false":
 		d.i += 5
-		return false, nil
+		return false
 	}
-	return false, d.errorf("want boolean")
+	d.fail("want boolean")
+	return false
 }
 
-func (d *decoder) int() (int64, error) {
+func (d *decoder) int() int64 {
 	if d.null() {
-		return 0, nil
+		return 0
 	}
 	start := d.i
-	if d.i < len(d.b) && d.b[d.i] == '-' {
+	if d.i < len(d.s) && d.s[d.i] == '-' {
 		d.i++
 	}
-	for d.i < len(d.b) && '0' <= d.b[d.i] && d.b[d.i] <= '9' {
+	for d.i < len(d.s) && '0' <= d.s[d.i] && d.s[d.i] <= '9' {
 		d.i++
 	}
-	n, err := strconv.ParseInt(string(d.b[start:d.i]), 10, 64)
+	n, err := strconv.ParseInt(d.s[start:d.i], 10, 64)
 	if err != nil {
-		return 0, d.errorf("want integer: %w", err)
+		d.fail("want integer")
 	}
-	return n, nil
+	return n
 }
 
 // str decodes null ("") or a string, as encoding/json does: invalid UTF-8
-// and lone surrogates become U+FFFD.
-func (d *decoder) str() (string, error) {
+// and lone surrogates become U+FFFD. A string without escapes is a slice
+// of the document (no allocation).
+func (d *decoder) str() string {
 	if d.null() {
-		return "", nil
+		return ""
 	}
 	if d.peek() != '"' {
-		return "", d.errorf("want string")
+		d.fail("want string")
+		return ""
 	}
 	d.i++
 	start := d.i
-	for d.i < len(d.b) { // fast path: plain ASCII, no escapes
-		c := d.b[d.i]
+	for d.i < len(d.s) { // fast path: plain ASCII, no escapes
+		c := d.s[d.i]
 		if c == '"' {
 			d.i++
-			return string(d.b[start : d.i-1]), nil
+			return d.s[start : d.i-1]
 		}
 		if c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
 			break
 		}
 		d.i++
 	}
-	d.tmp = append(d.tmp[:0], d.b[start:d.i]...)
-	for d.i < len(d.b) {
-		c := d.b[d.i]
+	d.tmp = append(d.tmp[:0], d.s[start:d.i]...)
+	for d.i < len(d.s) {
+		c := d.s[d.i]
 		switch {
 		case c == '"':
 			d.i++
-			return string(d.tmp), nil
+			return string(d.tmp)
 		case c < 0x20:
-			return "", d.errorf("control character in string")
+			d.fail("control character in string")
+			return ""
 		case c == '\\':
-			if err := d.escape(); err != nil {
-				return "", err
-			}
+			d.escape()
 		case c < utf8.RuneSelf:
 			d.tmp = append(d.tmp, c)
 			d.i++
 		default:
-			r, size := utf8.DecodeRune(d.b[d.i:])
+			r, size := utf8.DecodeRuneInString(d.s[d.i:])
 			d.tmp = utf8.AppendRune(d.tmp, r)
 			d.i += size
 		}
 	}
-	return "", d.errorf("unterminated string")
+	d.fail("unterminated string")
+	return ""
 }
 
-func (d *decoder) escape() error {
-	if d.i+1 >= len(d.b) {
-		return d.errorf("unterminated escape")
+func (d *decoder) escape() {
+	if d.i+1 >= len(d.s) {
+		d.fail("unterminated escape")
+		return
 	}
-	c := d.b[d.i+1]
+	c := d.s[d.i+1]
 	d.i += 2
 	switch c {
 	case '"', '\\', '/':
@@ -337,92 +362,70 @@ func (d *decoder) escape() error {
 	case 't':
 		d.tmp = append(d.tmp, '\t')
 	case 'u':
-		r, ok := d.hex4()
-		if !ok {
-			return d.errorf("bad \\u escape")
-		}
+		r := d.hex4()
 		if utf16.IsSurrogate(r) {
-			if d.i+1 < len(d.b) && d.b[d.i] == '\\' && d.b[d.i+1] == 'u' {
+			r2 := utf8.RuneError
+			if d.i+1 < len(d.s) && d.s[d.i] == '\\' && d.s[d.i+1] == 'u' {
 				save := d.i
 				d.i += 2
-				r2, ok := d.hex4()
-				if !ok {
-					return d.errorf("bad \\u escape")
+				if r2 = utf16.DecodeRune(r, d.hex4()); r2 == utf8.RuneError {
+					d.i = save
 				}
-				if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-					d.tmp = utf8.AppendRune(d.tmp, dec)
-					return nil
-				}
-				d.i = save
 			}
-			r = utf8.RuneError
+			r = r2
 		}
 		d.tmp = utf8.AppendRune(d.tmp, r)
 	default:
-		return d.errorf("bad escape")
+		d.fail("bad escape")
 	}
-	return nil
 }
 
-func (d *decoder) hex4() (rune, bool) {
-	if len(d.b)-d.i < 4 {
-		return 0, false
+func (d *decoder) hex4() rune {
+	if len(d.s)-d.i < 4 {
+		d.fail("bad \\u escape")
+		return 0
 	}
-	n, err := strconv.ParseUint(string(d.b[d.i:d.i+4]), 16, 32)
+	n, err := strconv.ParseUint(d.s[d.i:d.i+4], 16, 32)
 	if err != nil {
-		return 0, false
+		d.fail("bad \\u escape")
+		return 0
 	}
 	d.i += 4
-	return rune(n), true
+	return rune(n)
 }
 
 // skip skips any JSON value, nested at most 64 deep.
-func (d *decoder) skip(depth int) error {
+func (d *decoder) skip(depth int) {
 	if depth > 64 {
-		return d.errorf("nesting too deep")
+		d.fail("nesting too deep")
+		return
 	}
 	switch c := d.peek(); {
 	case c == '"':
-		_, err := d.str()
-		return err
+		d.str()
 	case c == '{':
-		return d.object(func(string) error { return d.skip(depth + 1) })
+		d.i++
+		for more := d.first('}'); more; more = d.next('}') {
+			d.key()
+			d.skip(depth + 1)
+		}
 	case c == '[':
 		d.i++
-		if d.peek() == ']' {
-			d.i++
-			return nil
-		}
-		for {
-			if err := d.skip(depth + 1); err != nil {
-				return err
-			}
-			switch d.peek() {
-			case ',':
-				d.i++
-			case ']':
-				d.i++
-				return nil
-			default:
-				return d.errorf("want ',' or ']'")
-			}
+		for more := d.first(']'); more; more = d.next(']') {
+			d.skip(depth + 1)
 		}
 	case c == 't' || c == 'f':
-		_, err := d.bool()
-		return err
-	case c == 'n':
-		if d.null() {
-			return nil
-		}
+		d.bool()
+	case c == 'n' && d.null():
 	case c == '-' || ('0' <= c && c <= '9'):
 		start := d.i
-		for d.i < len(d.b) && (d.b[d.i] == '-' || d.b[d.i] == '+' || d.b[d.i] == '.' || d.b[d.i] == 'e' || d.b[d.i] == 'E' || ('0' <= d.b[d.i] && d.b[d.i] <= '9')) {
+		for d.i < len(d.s) && (d.s[d.i] == '-' || d.s[d.i] == '+' || d.s[d.i] == '.' || d.s[d.i] == 'e' || d.s[d.i] == 'E' || ('0' <= d.s[d.i] && d.s[d.i] <= '9')) {
 			d.i++
 		}
-		if _, err := strconv.ParseFloat(string(d.b[start:d.i]), 64); err != nil {
-			return d.errorf("bad number")
+		if _, err := strconv.ParseFloat(d.s[start:d.i], 64); err != nil {
+			d.fail("bad number")
 		}
-		return nil
+	default:
+		d.fail("want a value")
 	}
-	return d.errorf("want a value")
 }

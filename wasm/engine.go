@@ -144,9 +144,12 @@ func (e *Engine) Decide(ctx context.Context, action policy.Action, in policy.Inp
 	if e.closed {
 		return policy.Decision{}, e.newError(CodeClosed, ErrClosed)
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.timeout)
-	defer cancel()
-	x, err := e.pool.Get(ctx)
+	// Waiting for an instance (and making one, when a broken one was
+	// discarded) is bounded by the timeout too, but the guest gets a full
+	// timeout of its own: the deadline limits guest execution.
+	waitCtx, cancelWait := context.WithTimeout(ctx, e.cfg.timeout)
+	x, err := e.pool.Get(waitCtx)
+	cancelWait()
 	if err != nil {
 		if CodeOf(err) != "" {
 			return policy.Decision{}, err
@@ -157,6 +160,8 @@ func (e *Engine) Decide(ctx context.Context, action policy.Action, in policy.Inp
 		}
 		return policy.Decision{}, e.newError(code, fmt.Errorf("wait for an instance: %w", err))
 	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.timeout)
+	defer cancel()
 	d, err := x.call(ctx, action, &in)
 	if err != nil {
 		e.pool.Discard(x)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -84,11 +85,13 @@ func build(name string) buildResult {
 }
 
 // newEngine opens a guest with the shared compilation cache and a fresh
-// registry, closed at the end of the test.
+// registry, closed at the end of the test. The deadline defaults to 5 s:
+// tests run in parallel, under -race, on shared machines; those about
+// deadlines set their own.
 func newEngine(t testing.TB, name string, data map[string]any, opts ...wasm.Option) (*wasm.Engine, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	opts = append([]wasm.Option{wasm.WithCompilationCache(testCache), wasm.WithRegisterer(reg)}, opts...)
+	opts = append([]wasm.Option{wasm.WithCompilationCache(testCache), wasm.WithRegisterer(reg), wasm.WithTimeout(5 * time.Second)}, opts...)
 	e, err := wasm.New(context.Background(), name, guest(t, name), data, opts...)
 	if err != nil {
 		t.Fatalf("wasm.New(%s): %v", name, err)

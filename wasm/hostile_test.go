@@ -26,12 +26,12 @@ func TestEngine_HostileGuests(t *testing.T) {
 		{"loop", "loop", wasm.CodeTimeout, 100 * time.Millisecond},
 		// Growing memory copies it on every memory.grow: allow the time.
 		{"grow", "grow", wasm.CodeMemoryLimit, 10 * time.Second},
-		{"garbage", "garbage", wasm.CodeBadResult, 0},
-		{"garbage", "oob", wasm.CodeOutOfBounds, 0},
-		{"garbage", "huge", wasm.CodeBadResult, 0},
-		{"garbage", "logoob", wasm.CodeOutOfBounds, 0},
+		{"garbage", "garbage", wasm.CodeBadResult, 5 * time.Second},
+		{"garbage", "oob", wasm.CodeOutOfBounds, 5 * time.Second},
+		{"garbage", "huge", wasm.CodeBadResult, 5 * time.Second},
+		{"garbage", "logoob", wasm.CodeOutOfBounds, 5 * time.Second},
 		// A Go guest's unrecovered panic ends in runtime.abort: unreachable.
-		{"garbage", "panic", wasm.CodeTrap, 0},
+		{"garbage", "panic", wasm.CodeTrap, 5 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.guest+"/"+tt.repo, func(t *testing.T) {

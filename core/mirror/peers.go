@@ -18,8 +18,11 @@ import (
 // peerSet hands out the providers of one key in the order the router found
 // them, skipping quarantined peers and peers that failed this request.
 type peerSet struct {
-	mu     sync.Mutex
-	ch     <-chan routing.Peer
+	mu      sync.Mutex
+	key     string
+	m       *Mirror
+	relooks int
+	ch      <-chan routing.Peer
 	queue  []routing.Peer
 	seen   map[string]bool
 	failed map[string]bool
@@ -34,7 +37,7 @@ func (m *Mirror) lookup(ctx context.Context, key string) (*peerSet, error) {
 		cancel()
 		return nil, fmt.Errorf("lookup %s: %w", key, err)
 	}
-	ps := &peerSet{ch: ch, seen: map[string]bool{}, failed: map[string]bool{}, q: m.quarantine}
+	ps := &peerSet{key: key, m: m, ch: ch, seen: map[string]bool{}, failed: map[string]bool{}, q: m.quarantine}
 	// The first provider decides whether the key is known at all; later
 	// ones keep arriving in the background until the resolve deadline.
 	p, ok := ps.pull(lctx)
@@ -53,14 +56,17 @@ func (m *Mirror) lookup(ctx context.Context, key string) (*peerSet, error) {
 
 // pull receives the next usable peer from the router channel.
 func (ps *peerSet) pull(ctx context.Context) (routing.Peer, bool) {
+	ps.mu.Lock()
+	ch := ps.ch
+	ps.mu.Unlock()
 	for {
 		select {
-		case p, ok := <-ps.ch:
+		case p, ok := <-ch:
 			if !ok {
 				return routing.Peer{}, false
 			}
 			ps.mu.Lock()
-			dup := ps.seen[p.ID]
+			dup := ps.seen[p.ID] || ps.failed[p.ID]
 			ps.seen[p.ID] = true
 			ps.mu.Unlock()
 			if dup || ps.q.has(p.ID) {
@@ -89,12 +95,44 @@ func (ps *peerSet) next(ctx context.Context) (routing.Peer, bool) {
 	// The lookup context bounds this wait: the channel closes at the
 	// resolve deadline.
 	p, ok := ps.pull(ctx)
+	if !ok && ps.relook(ctx) {
+		p, ok = ps.pull(ctx)
+	}
 	if ok {
 		ps.mu.Lock()
 		ps.failed[p.ID] = true
 		ps.mu.Unlock()
 	}
 	return p, ok
+}
+
+// relook starts a fresh lookup once the first is exhausted (a transfer
+// that outlived its providers, e.g. a peer died mid-blob and another
+// announced the key since). Peers already tried stay excluded.
+func (ps *peerSet) relook(ctx context.Context) bool {
+	ps.mu.Lock()
+	if ps.relooks >= 2 {
+		ps.mu.Unlock()
+		return false
+	}
+	ps.relooks++
+	for id := range ps.seen {
+		if !ps.failed[id] {
+			delete(ps.seen, id)
+		}
+	}
+	ps.mu.Unlock()
+	lctx, cancel := context.WithTimeout(ctx, ps.m.resolveTimeout*5)
+	ch, err := ps.m.router.Lookup(lctx, ps.key, ps.m.maxPeers)
+	if err != nil {
+		cancel()
+		return false
+	}
+	ps.mu.Lock()
+	ps.ch = ch
+	ps.mu.Unlock()
+	go func() { <-lctx.Done(); cancel() }()
+	return true
 }
 
 // fail forgets a peer for this request.

@@ -196,6 +196,11 @@ func ParseImageName(s string) (Reference, error) {
 		return Reference{}, fmt.Errorf("parse image name %q: %w", s, err)
 	}
 	r := Reference{Registry: NormalizeRegistry(reference.Domain(n)), Repository: reference.Path(n)}
+	if r.Registry == "docker.io" && !strings.Contains(r.Repository, "/") {
+		// An alias (registry-1.docker.io/foo) gets the library/ prefix that
+		// docker.io/foo gets, so store names and requests agree.
+		r.Repository = "library/" + r.Repository
+	}
 	if t, ok := n.(reference.Tagged); ok {
 		r.Tag = t.Tag()
 	}

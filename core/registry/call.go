@@ -206,11 +206,15 @@ func (c *call) serveLocalBlob(ctx context.Context, desc ocispec.Descriptor) erro
 		return nil
 	}
 	var out io.Writer = c.w
-	if c.peer != nil && c.peerLimit != nil {
-		out = pacedWriter{ctx: ctx, w: c.w, l: c.peerLimit}
+	paced := c.peer != nil && c.peerLimit != nil
+	if paced {
+		// Paced responses count as they go, so progress shows in metrics.
+		out = pacedWriter{ctx: ctx, w: c.w, l: c.peerLimit, count: c.countServed}
 	}
 	n, err := copyContent(out, content, rng)
-	c.countServed(n)
+	if !paced {
+		c.countServed(n)
+	}
 	if err != nil {
 		c.log.Debug("blob copy ended early", "digest", desc.Digest, "sent", n, "err", err)
 		panic(http.ErrAbortHandler)

@@ -22,9 +22,10 @@ func WithPeerRateLimit(bytesPerSecond int64) Option {
 
 // pacedWriter waits for limiter tokens before each write.
 type pacedWriter struct {
-	ctx context.Context
-	w   http.ResponseWriter
-	l   *rate.Limiter
+	ctx   context.Context
+	w     http.ResponseWriter
+	l     *rate.Limiter
+	count func(int64)
 }
 
 func (p pacedWriter) Write(b []byte) (int, error) {
@@ -36,6 +37,7 @@ func (p pacedWriter) Write(b []byte) (int, error) {
 		}
 		m, err := p.w.Write(chunk)
 		n += m
+		p.count(int64(m))
 		if err != nil {
 			return n, err
 		}
