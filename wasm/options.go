@@ -63,8 +63,9 @@ func WithCompilationCache(cc wazero.CompilationCache) Option {
 	return func(c *config) { c.cache = cc }
 }
 
-// WithTimeout sets the deadline of one decision (default 50 ms), on top of
-// the caller's context. A guest still running then is killed.
+// WithTimeout sets the deadline of one call into the guest (default
+// 50 ms), on top of the caller's context; a guest still running then is
+// killed. Waiting for a free instance is bounded by the same duration.
 func WithTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {

@@ -23,10 +23,10 @@ type peerSet struct {
 	m       *Mirror
 	relooks int
 	ch      <-chan routing.Peer
-	queue  []routing.Peer
-	seen   map[string]bool
-	failed map[string]bool
-	q      *quarantine
+	queue   []routing.Peer
+	seen    map[string]bool
+	failed  map[string]bool
+	q       *quarantine
 }
 
 func (m *Mirror) lookup(ctx context.Context, key string) (*peerSet, error) {
