@@ -21,9 +21,10 @@ const chunkSize = 256 << 10
 
 // ServeBlob implements registry.Mirror. The whole blob is always read from
 // peers and hashed, even for a Range request, so every byte is checked
-// against the digest; only the requested window is written. The last chunk
-// of the window is held back until the digest matched: a mismatch aborts
-// the response before the client ever sees a complete body.
+// against the digest; only the requested window is written, chunk by
+// chunk as it is hashed. The chunk that ends the window is held back until
+// the digest matched: a mismatch aborts the response before the client
+// ever sees a complete body.
 func (m *Mirror) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, ref oci.Reference) error {
 	select {
 	case m.sem <- struct{}{}:
@@ -148,28 +149,41 @@ func (s *stream) run(resp *http.Response, p routing.Peer) error {
 
 var errClientGone = errors.New("client went away")
 
+// firstChunk is the size of the first read from a peer; reads then double
+// up to chunkSize. A small first read gets the first bytes to the client
+// quickly; large later reads keep the per-byte overhead low.
+const firstChunk = 16 << 10
+
 // copyFrom reads body into alternating buffers, hashing every byte and
-// writing the part inside the window, always one chunk behind.
+// writing the part inside the window as soon as it is hashed, except the
+// chunk that ends the window: that one is held until the whole blob
+// hashed and matched (run writes it), so a client never sees a complete
+// body, whole or ranged, before the digest is verified.
 func (s *stream) copyFrom(body io.Reader, bufs [2][]byte, cur *int) error {
+	next := int64(firstChunk)
 	for s.off < s.size {
 		buf := bufs[*cur]
-		n, err := io.ReadFull(body, buf[:min(int64(len(buf)), s.size-s.off)])
+		n, err := io.ReadFull(body, buf[:min(next, int64(len(buf)), s.size-s.off)])
+		next = min(2*next, int64(len(buf)))
 		if n > 0 {
 			chunk := buf[:n]
 			s.h.Write(chunk)
 			lo, hi := s.off, s.off+int64(n)
 			s.off = hi
 			s.m.metrics.BytesFetched.WithLabelValues("peer").Add(float64(n))
-			if len(s.held) > 0 {
-				if _, werr := s.w.Write(s.held); werr != nil {
-					return errClientGone
-				}
-				s.m.metrics.BytesServed.WithLabelValues("local").Add(float64(len(s.held)))
-				s.held = nil
-			}
 			if hi > s.winStart && lo < s.winEnd {
-				s.held = chunk[max(s.winStart, lo)-lo : min(s.winEnd, hi)-lo]
-				*cur = 1 - *cur
+				part := chunk[max(s.winStart, lo)-lo : min(s.winEnd, hi)-lo]
+				if hi < s.winEnd {
+					if _, werr := s.w.Write(part); werr != nil {
+						return errClientGone
+					}
+					s.m.metrics.BytesServed.WithLabelValues("local").Add(float64(len(part)))
+				} else {
+					// The window ends here: hold this part, and read
+					// the rest of the blob into the other buffer.
+					s.held = part
+					*cur = 1 - *cur
+				}
 			}
 		}
 		if err != nil {

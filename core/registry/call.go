@@ -25,6 +25,7 @@ type call struct {
 	peer   *policy.Peer
 	source string // local, peer or "" (none)
 	status int
+	info   store.Info // of local content requested by digest
 }
 
 func (c *call) fail(err error) {
@@ -93,6 +94,7 @@ func (c *call) local(ctx context.Context) (ocispec.Descriptor, error) {
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
+	c.info = info
 	return ocispec.Descriptor{Digest: info.Digest, Size: info.Size, MediaType: info.MediaType}, nil
 }
 

@@ -40,6 +40,15 @@ func (c *call) input(a policy.Action, desc ocispec.Descriptor) policy.Input {
 	}
 	if a == policy.ActionServe {
 		in.Peer = c.peer
+		// What the local content is: the image for a tag, the content's
+		// labels (containerd.io/distribution.source.<registry>=<repo>) for
+		// a digest, so a serve policy can keep private repositories home.
+		switch {
+		case ref.Tag != "":
+			in.Source = &policy.Source{Image: ref.String()}
+		case len(c.info.Labels) > 0:
+			in.Source = &policy.Source{Labels: c.info.Labels}
+		}
 	}
 	return in
 }
