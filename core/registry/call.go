@@ -100,6 +100,11 @@ func (c *call) local(ctx context.Context) (ocispec.Descriptor, error) {
 
 func (c *call) serveLocal(ctx context.Context, desc ocispec.Descriptor) error {
 	if !c.decide(ctx, policy.ActionServe, c.input(policy.ActionServe, desc)) {
+		if c.peer == nil {
+			// The local containerd must move on to the next host at once:
+			// a 404 does that, a 403 may end its pull.
+			return c.notFound()
+		}
 		return oci.Errorf(http.StatusForbidden, oci.CodeDenied, "policy denies serving %s", c.req.Ref)
 	}
 	if c.req.Kind == oci.KindManifest {
