@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -225,4 +226,66 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// importKeys imports img into node i like importTo, but waits for want
+// more advertised keys: a policy may refuse to advertise some of them.
+func (e *env) importKeys(i int, img *testimage.Image, want int) {
+	e.t.Helper()
+	before := e.advertised(i)
+	out, err := runCmd(e.t.Context(), sluiceBin, "import", "--store", "containerd://"+e.daemons[i].Socket, e.tarOf(img))
+	if err != nil {
+		e.t.Fatalf("sluice import: %v\n%s", err, out)
+	}
+	e.waitAdvertised(i, func(n int) bool { return n >= before+want })
+}
+
+// imageOf builds an image named name of registry reg (host:port).
+func (e *env) imageOf(reg, name string, seed uint64, sizes ...int64) *testimage.Image {
+	e.t.Helper()
+	img, err := testimage.Build(testimage.Spec{Name: reg + "/e2e/" + name, Platforms: []string{"linux/amd64"},
+		LayerSizes: sizes, Seed: seed})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return img
+}
+
+// hostsDirFor writes node i's hosts.toml for each of registries (its own
+// sluice first, then the upstream) into a directory of its own, so that
+// hostsDir's files are left alone.
+func (e *env) hostsDirFor(i int, registries ...string) string {
+	e.t.Helper()
+	dir := filepath.Join(e.daemons[i].Dir, "certs.d-"+strconv.Itoa(len(registries)))
+	var y strings.Builder
+	y.WriteString("mirrors:\n")
+	for _, r := range registries {
+		y.WriteString("  \"" + r + "\":\n")
+	}
+	regs, _, err := config.ParseRegistries("e2e.yaml", []byte(y.String()))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := config.WriteHosts(e.t.Context(), config.HostsOptions{Registries: regs, HostsDir: dir, Mirror: e.nodes[i].RegistryURL()}); err != nil {
+		e.t.Fatal(err)
+	}
+	return dir
+}
+
+// pullWith runs `ctr images pull` on node i through the hosts directory
+// hostsDir.
+func (e *env) pullWith(ctx context.Context, i int, hostsDir, ref string) error {
+	_, err := e.daemons[i].Ctr(ctx, "images", "pull", "--hosts-dir", hostsDir, "--all-platforms", "--local", "--snapshotter", "native", ref)
+	return err
+}
+
+// closedAddr returns a loopback host:port nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

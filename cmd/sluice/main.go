@@ -13,6 +13,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/sluice-oci/sluice/policy"
+	"github.com/sluice-oci/sluice/wasm"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -24,7 +27,9 @@ Usage:
   sluice run        serve this node's images and mirror through peers
   sluice import     import an OCI-layout or docker-save tar into a store
   sluice configure  write containerd hosts.toml files from registries.yaml
-  sluice policy     eval | test policies
+  sluice policy     eval | test | fmt policies
+  sluice explain    what the policy decides for an image reference
+  sluice status     a running node's status
   sluice demo       a local three-node cluster sharing an image
   sluice version    print the version
 
@@ -58,7 +63,11 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "configure":
 		return configureCmd(ctx, rest, stdout, stderr)
 	case "policy":
-		return policyCmd(ctx, rest, stdout, stderr)
+		return runPolicy(ctx, rest, stdout, stderr, policy.WithWasm(wasm.Opener()))
+	case "explain":
+		return explainCmd(ctx, rest, stdout, stderr)
+	case "status":
+		return statusCmd(ctx, rest, stdout, stderr)
 	case "demo":
 		return demoCmd(ctx, rest, stdout, stderr)
 	case "certs":

@@ -55,14 +55,9 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer, ext
 	return fmt.Errorf("%w: unknown policy subcommand %q", errUsage, args[0])
 }
 
-// stringList is a repeatable flag.
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 type loadFlags struct {
-	paths    stringList
+	paths    listFlag
 	key      string
 	failOpen bool
 }
