@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -99,18 +100,55 @@ type stream struct {
 	size  int64
 	h     hash.Hash
 
-	off              int64 // blob bytes hashed so far
+	off              int64 // blob bytes read so far (all of them hashed by the end)
 	winStart, winEnd int64 // the client's window [start, end)
 	held             []byte
 	used             []routing.Peer
+
+	// The hasher runs beside the copy: reads and writes to sockets in this
+	// goroutine, sha256 in another, so a transfer goes as fast as the
+	// slower of the two rather than their sum.
+	free   chan []byte // buffers ready to be read into
+	toHash chan []byte // chunks in blob order
+	hashed chan struct{}
+}
+
+// pipeline is how many chunk buffers circulate between copy and hasher.
+const pipeline = 4
+
+func (s *stream) startHasher() {
+	s.free = make(chan []byte, pipeline)
+	for range pipeline {
+		s.free <- make([]byte, chunkSize)
+	}
+	s.toHash = make(chan []byte, pipeline)
+	s.hashed = make(chan struct{})
+	go func() {
+		defer close(s.hashed)
+		for b := range s.toHash {
+			s.h.Write(b)
+			s.free <- b[:cap(b)]
+		}
+	}()
+}
+
+// finishHash waits for every chunk to be hashed.
+func (s *stream) finishHash() {
+	close(s.toHash)
+	<-s.hashed
 }
 
 func (s *stream) run(resp *http.Response, p routing.Peer) error {
-	bufs := [2][]byte{make([]byte, chunkSize), make([]byte, chunkSize)}
-	cur := 0
+	s.startHasher()
+	hashing := true
+	defer func() {
+		if hashing {
+			s.finishHash()
+		}
+	}()
 	for {
 		s.used = append(s.used, p)
-		err := s.copyFrom(resp.Body, bufs, &cur)
+		err := s.copyFrom(resp.Body)
 		resp.Body.Close()
 		if err == nil {
 			break
@@ -132,6 +170,8 @@ func (s *stream) run(resp *http.Response, p routing.Peer) error {
 			return fmt.Errorf("resume %s: peer %s sent %d bytes for %d: %w", s.ref.Digest, p.ID, resp.ContentLength, s.size-s.off, registry.ErrAborted)
 		}
 	}
+	s.finishHash()
+	hashing = false
 	if s.off != s.size || digest.NewDigest(s.ref.Digest.Algorithm(), s.h) != s.ref.Digest {
 		for _, u := range s.used {
 			s.m.badBytes(u, s.ref.Digest.String())
@@ -154,35 +194,43 @@ var errClientGone = errors.New("client went away")
 // quickly; large later reads keep the per-byte overhead low.
 const firstChunk = 16 << 10
 
-// copyFrom reads body into alternating buffers, hashing every byte and
-// writing the part inside the window as soon as it is hashed, except the
-// chunk that ends the window: that one is held until the whole blob
-// hashed and matched (run writes it), so a client never sees a complete
-// body, whole or ranged, before the digest is verified.
-func (s *stream) copyFrom(body io.Reader, bufs [2][]byte, cur *int) error {
+// copyFrom reads body chunk by chunk, hands each chunk to the hasher and
+// writes the part inside the window at once, except the chunk that ends
+// the window: that one is held (copied) until the whole blob hashed and
+// matched (run writes it), so a client never sees a complete body, whole
+// or ranged, before the digest is verified. A buffer goes back to the free
+// list only once hashed; it is only reused by this goroutine after its
+// write returned, so the hasher and the writer never race on it.
+func (s *stream) copyFrom(body io.Reader) error {
 	next := int64(firstChunk)
+	fetched := s.m.metrics.BytesFetched.WithLabelValues("peer")
+	served := s.m.metrics.BytesServed.WithLabelValues("local")
 	for s.off < s.size {
-		buf := bufs[*cur]
+		var buf []byte
+		select {
+		case buf = <-s.free:
+		case <-s.ctx.Done():
+			return errClientGone
+		}
 		n, err := io.ReadFull(body, buf[:min(next, int64(len(buf)), s.size-s.off)])
 		next = min(2*next, int64(len(buf)))
-		if n > 0 {
+		if n == 0 {
+			s.free <- buf
+		} else {
 			chunk := buf[:n]
-			s.h.Write(chunk)
+			s.toHash <- chunk
 			lo, hi := s.off, s.off+int64(n)
 			s.off = hi
-			s.m.metrics.BytesFetched.WithLabelValues("peer").Add(float64(n))
+			fetched.Add(float64(n))
 			if hi > s.winStart && lo < s.winEnd {
 				part := chunk[max(s.winStart, lo)-lo : min(s.winEnd, hi)-lo]
 				if hi < s.winEnd {
 					if _, werr := s.w.Write(part); werr != nil {
 						return errClientGone
 					}
-					s.m.metrics.BytesServed.WithLabelValues("local").Add(float64(len(part)))
+					served.Add(float64(len(part)))
 				} else {
-					// The window ends here: hold this part, and read
-					// the rest of the blob into the other buffer.
-					s.held = part
-					*cur = 1 - *cur
+					s.held = bytes.Clone(part)
 				}
 			}
 		}
