@@ -30,6 +30,7 @@ Usage:
   sluice policy     eval | test | fmt policies
   sluice explain    what the policy decides for an image reference
   sluice status     a running node's status
+  sluice certs      init | issue | psk: a dev CA, node certificates, a PSK
   sluice demo       a local three-node cluster sharing an image
   sluice version    print the version
 

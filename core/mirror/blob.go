@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 
@@ -116,10 +117,13 @@ type stream struct {
 // pipeline is how many chunk buffers circulate between copy and hasher.
 const pipeline = 4
 
+// chunkPool recycles chunk buffers across requests.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
 func (s *stream) startHasher() {
 	s.free = make(chan []byte, pipeline)
 	for range pipeline {
-		s.free <- make([]byte, chunkSize)
+		s.free <- *(chunkPool.Get().(*[]byte))
 	}
 	s.toHash = make(chan []byte, pipeline)
 	s.hashed = make(chan struct{})
@@ -132,10 +136,14 @@ func (s *stream) startHasher() {
 	}()
 }
 
-// finishHash waits for every chunk to be hashed.
+// finishHash waits for every chunk to be hashed and recycles the buffers.
 func (s *stream) finishHash() {
 	close(s.toHash)
 	<-s.hashed
+	for range pipeline {
+		b := <-s.free
+		chunkPool.Put(&b)
+	}
 }
 
 func (s *stream) run(resp *http.Response, p routing.Peer) error {

@@ -195,6 +195,11 @@ func ParseImageName(s string) (Reference, error) {
 	if err != nil {
 		return Reference{}, fmt.Errorf("parse image name %q: %w", s, err)
 	}
+	if reference.Domain(n) == "" {
+		// distribution/reference accepts "0_0.0/x" as a path without a
+		// domain (the first component is neither a host nor docker.io's).
+		return Reference{}, fmt.Errorf("parse image name %q: no registry", s)
+	}
 	r := Reference{Registry: NormalizeRegistry(reference.Domain(n)), Repository: reference.Path(n)}
 	if r.Registry == "docker.io" && !strings.Contains(r.Repository, "/") {
 		// An alias (registry-1.docker.io/foo) gets the library/ prefix that

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -348,4 +347,3 @@ func idleConnections(t *testing.T, addr string) {
 	}
 }
 
-var _ = strconv.Itoa

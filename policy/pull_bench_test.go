@@ -1,0 +1,156 @@
+package policy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluice-oci/sluice/core/registry"
+	"github.com/sluice-oci/sluice/core/store"
+	"github.com/sluice-oci/sluice/core/store/ocidir"
+	"github.com/sluice-oci/sluice/internal/testimage"
+	"github.com/sluice-oci/sluice/policy"
+)
+
+// timedEngine sums the time spent in Decide.
+type timedEngine struct {
+	e     policy.Engine
+	ns, n atomic.Int64
+}
+
+func (t *timedEngine) Decide(ctx context.Context, a policy.Action, in policy.Input) (policy.Decision, error) {
+	start := time.Now()
+	d, err := t.e.Decide(ctx, a, in)
+	t.ns.Add(int64(time.Since(start)))
+	t.n.Add(1)
+	return d, err
+}
+
+// BenchmarkPullPolicyShare is the share of a 100 MB pull spent in policy:
+// one image (a 100 MiB layer, two small layers, config, manifest) served
+// by registry.New over loopback HTTP, pulled as containerd does (manifest
+// by tag, then every blob by digest), by a server with the shipped policy
+// set (decision cache off, so every request evaluates Rego) and by one
+// without policy, interleaved in the same run:
+//
+//	go test -run '^$' -bench BenchmarkPullPolicyShare -benchtime 3x ./policy/
+//
+// policy-% is the time spent in Decide over the pull's time (target < 1);
+// overhead-% the pull time with policy over the one without, minus one
+// (the median of pairs; it is noise-bound at this size).
+func BenchmarkPullPolicyShare(b *testing.B) {
+	ctx := b.Context()
+	img, err := testimage.Build(testimage.Spec{Name: "docker.io/library/big:1.0",
+		LayerSizes: []int64{100 << 20, 16 << 10, 4 << 10}, Seed: 7})
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := ocidir.Open(b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := img.WriteLayout(ctx, st); err != nil {
+		b.Fatal(err)
+	}
+	set, err := policy.Load(ctx, nil, policy.WithCacheSize(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	te := &timedEngine{e: set}
+	with := httptest.NewServer(registry.New(st, registry.WithPolicy(te)))
+	defer with.Close()
+	without := httptest.NewServer(registry.New(st))
+	defer without.Close()
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableCompression: true}}
+	defer client.CloseIdleConnections()
+
+	paths := []string{"/v2/library/big/manifests/1.0?ns=docker.io"}
+	for _, d := range img.Digests() {
+		kind := "blobs"
+		if store.IsManifestOrIndex(img.Types[d]) {
+			kind = "manifests"
+		}
+		paths = append(paths, "/v2/library/big/"+kind+"/"+d.String()+"?ns=docker.io")
+	}
+	buf := make([]byte, 1<<20)
+	pull := func(base string) (time.Duration, error) {
+		start := time.Now()
+		for _, p := range paths {
+			if err := get(ctx, client, base+p, buf); err != nil {
+				return 0, err
+			}
+		}
+		return time.Since(start), nil
+	}
+	// Warm the page cache and the connections.
+	for _, base := range []string{with.URL, without.URL} {
+		if _, err := pull(base); err != nil {
+			b.Fatal(err)
+		}
+	}
+	te.ns.Store(0)
+	te.n.Store(0)
+
+	var ratios []float64
+	var tWith time.Duration
+	b.SetBytes(int64(img.Largest().Size))
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		order := []string{with.URL, without.URL}
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		var d [2]time.Duration
+		for _, base := range order {
+			t, err := pull(base)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if base == with.URL {
+				d[0] = t
+			} else {
+				d[1] = t
+			}
+		}
+		tWith += d[0]
+		ratios = append(ratios, float64(d[0])/float64(d[1]))
+	}
+	b.StopTimer()
+	slices.Sort(ratios)
+	n := float64(b.N)
+	b.ReportMetric(100*float64(te.ns.Load())/float64(tWith), "policy-%")
+	b.ReportMetric(float64(te.ns.Load())/float64(te.n.Load()), "ns/decision")
+	b.ReportMetric(float64(te.n.Load())/n, "decisions/pull")
+	b.ReportMetric(100*(ratios[len(ratios)/2]-1), "overhead-%")
+}
+
+func get(ctx context.Context, c *http.Client, url string, buf []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	for {
+		_, err := resp.Body.Read(buf)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
