@@ -55,7 +55,6 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer, ext
 	return fmt.Errorf("%w: unknown policy subcommand %q", errUsage, args[0])
 }
 
-
 type loadFlags struct {
 	paths    listFlag
 	key      string

@@ -346,4 +346,3 @@ func idleConnections(t *testing.T, addr string) {
 		}
 	}
 }
-
