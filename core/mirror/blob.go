@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -85,6 +86,11 @@ func (m *Mirror) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.R
 		w.WriteHeader(status)
 		return nil
 	}
+	// The whole transfer, peers to client, gets a budget scaled by size.
+	ctx, cancel := context.WithTimeout(ctx, registry.TransferBudget(size))
+	defer cancel()
+	s.ctx = ctx
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(registry.TransferBudget(size)))
 	w.WriteHeader(status)
 	s.winStart, s.winEnd = rng.Start, rng.Start+rng.Length
 	return s.run(resp, p)
@@ -218,6 +224,10 @@ func (s *stream) copyFrom(body io.Reader) error {
 		select {
 		case buf = <-s.free:
 		case <-s.ctx.Done():
+			return errClientGone
+		}
+		if s.ctx.Err() != nil { // over the transfer budget, or the client left
+			s.free <- buf
 			return errClientGone
 		}
 		n, err := io.ReadFull(body, buf[:min(next, int64(len(buf)), s.size-s.off)])

@@ -208,6 +208,7 @@ func (c *call) serveLocalBlob(ctx context.Context, desc ocispec.Descriptor) erro
 		h.Set("Content-Range", rng.ContentRange(size))
 		c.status = http.StatusPartialContent
 	}
+	setWriteDeadline(c.w, rng.Length)
 	c.w.WriteHeader(c.status)
 	if c.r.Method == http.MethodHead || rng.Length == 0 {
 		return nil
