@@ -11,9 +11,9 @@ import (
 // fields are skipped and null means absent, so inputs from newer hosts
 // still decode. Data and Settings are left empty.
 //
-// It is written for the cost model of Go inside Wasm with a deadline
-// (every function entry and loop iteration pays a termination check, every
-// allocation ~1 µs): no reflection, no closures, and three allocations per
+// It is written for the cost model of Go inside Wasm (every function call
+// and loop iteration costs several times native; the host's deadline check
+// adds a few instructions to each): no reflection, no closures, and three allocations per
 // document — one copy of the bytes that every string slices into, one
 // block for the nested objects, labels maps when present.
 func ParseInput(b []byte) (Input, error) {

@@ -49,6 +49,25 @@ func sluiceDecide(actionPtr, actionLen, inputPtr, inputLen int32) int64 {
 	return int64(uint64(uint32(addr(out)))<<32 | uint64(uint32(len(out))))
 }
 
+// sluice_decide_compact is the optional fast path of ABI v1 (ABI.md
+// "Compact input"): the host passes the action and the input in one
+// binary layout that decodes without a parser.
+//
+//go:wasmexport sluice_decide_compact
+func sluiceDecideCompact(ptr, n int32) int64 {
+	input, ok := current.view(ptr, n)
+	if !ok {
+		Log(LevelError, "sdk: sluice_decide_compact: arguments outside the sluice_alloc buffer")
+		return 0
+	}
+	out, err := current.decideCompact(input)
+	if err != nil {
+		Log(LevelError, err.Error())
+		return 0
+	}
+	return int64(uint64(uint32(addr(out)))<<32 | uint64(uint32(len(out))))
+}
+
 // view returns the part of the last sluice_alloc buffer at [ptr, ptr+n):
 // the SDK accepts only addresses it handed out.
 func (g *guest) view(ptr, n int32) ([]byte, bool) {

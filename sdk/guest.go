@@ -61,6 +61,24 @@ func (g *guest) decide(action, input []byte) ([]byte, error) {
 		return nil, err
 	}
 	in.Action = string(action)
+	return g.finish(in)
+}
+
+// decideCompact implements sluice_decide_compact: input is the action and
+// the input document in the compact layout.
+func (g *guest) decideCompact(input []byte) ([]byte, error) {
+	if g.handler == nil {
+		return nil, fmt.Errorf("sdk: no policy registered (call sdk.Handle from a package-level var)")
+	}
+	in, err := ParseCompactInput(input)
+	if err != nil {
+		return nil, err
+	}
+	return g.finish(in)
+}
+
+// finish runs the policy on a decoded input and encodes its decision.
+func (g *guest) finish(in Input) ([]byte, error) {
 	in.Data, in.Settings = g.data, g.settings
 	d, err := g.run(in)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/tetratelabs/wazero"
 
 	"github.com/sluice-oci/sluice/policy"
+	"github.com/sluice-oci/sluice/wasm/internal/instrument"
 	"github.com/sluice-oci/sluice/wasm/internal/pool"
 )
 
@@ -109,8 +110,18 @@ func New(ctx context.Context, name string, module []byte, data map[string]any, o
 }
 
 func (e *Engine) load(ctx context.Context, module []byte) error {
-	var err error
-	if e.compiled, err = e.rt.CompileModule(ctx, module); err != nil {
+	inst, err := instrument.Module(module)
+	if err != nil {
+		// Let wazero name what is wrong with an invalid module; a valid one
+		// that cannot be instrumented uses what this host does not run.
+		cm, cerr := e.rt.CompileModule(ctx, module)
+		if cerr != nil {
+			return e.newError(CodeCompile, cerr)
+		}
+		_ = cm.Close(ctx)
+		return e.newError(CodeABI, err)
+	}
+	if e.compiled, err = e.rt.CompileModule(ctx, inst.Module); err != nil {
 		return e.newError(CodeCompile, err)
 	}
 	if err := checkABI(e.compiled); err != nil {
@@ -144,24 +155,25 @@ func (e *Engine) Decide(ctx context.Context, action policy.Action, in policy.Inp
 	if e.closed {
 		return policy.Decision{}, e.newError(CodeClosed, ErrClosed)
 	}
-	// Waiting for an instance (and making one, when a broken one was
-	// discarded) is bounded by the timeout too, but the guest gets a full
-	// timeout of its own: the deadline limits guest execution.
-	waitCtx, cancelWait := context.WithTimeout(ctx, e.cfg.timeout)
-	x, err := e.pool.Get(waitCtx)
-	cancelWait()
-	if err != nil {
-		if CodeOf(err) != "" {
-			return policy.Decision{}, err
-		}
-		code := CodeTimeout
-		if errors.Is(err, context.Canceled) {
-			code = CodeCanceled
-		}
-		return policy.Decision{}, e.newError(code, fmt.Errorf("wait for an instance: %w", err))
+	if err := ctx.Err(); err != nil {
+		return policy.Decision{}, e.newError(ctxCode(err), err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.timeout)
-	defer cancel()
+	x, ok := e.pool.TryGet()
+	if !ok {
+		// Waiting for an instance (and making one, when a broken one was
+		// discarded) is bounded by the timeout too, but the guest gets a
+		// full timeout of its own: the deadline limits guest execution.
+		waitCtx, cancelWait := context.WithTimeout(ctx, e.cfg.timeout)
+		var err error
+		x, err = e.pool.Get(waitCtx)
+		cancelWait()
+		if err != nil {
+			if CodeOf(err) != "" {
+				return policy.Decision{}, err
+			}
+			return policy.Decision{}, e.newError(ctxCode(err), fmt.Errorf("wait for an instance: %w", err))
+		}
+	}
 	d, err := x.call(ctx, action, &in)
 	if err != nil {
 		e.pool.Discard(x)
@@ -169,6 +181,13 @@ func (e *Engine) Decide(ctx context.Context, action policy.Action, in policy.Inp
 	}
 	e.pool.Put(x)
 	return d, nil
+}
+
+func ctxCode(err error) Code {
+	if errors.Is(err, context.Canceled) {
+		return CodeCanceled
+	}
+	return CodeTimeout
 }
 
 // EngineName is the engine label of policy metrics.

@@ -20,11 +20,11 @@ var (
 )
 
 // newRuntime returns a runtime with the limits of cfg, WASI preview 1 and
-// the sluice host module. Every guest of the runtime is killed when the
-// context of its call is done.
+// the sluice host module. Guests are stopped by their instance's watchdog
+// (watchdog.go) through the loop checks that internal/instrument inserts,
+// not by wazero's WithCloseOnContextDone, whose checks cost far more.
 func newRuntime(ctx context.Context, cfg *config, module string, log *slog.Logger) (wazero.Runtime, error) {
 	rc := wazero.NewRuntimeConfig().
-		WithCloseOnContextDone(true).
 		WithMemoryLimitPages(cfg.memPages).
 		WithCompilationCache(cfg.cache)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
@@ -71,13 +71,14 @@ func checkABI(cm wazero.CompiledModule) error {
 		optional        bool
 	}
 	want := map[string]sig{
-		abi.ExportVersion:   {nil, []api.ValueType{i32}, false},
-		abi.ExportAlloc:     {[]api.ValueType{i32}, []api.ValueType{i32}, false},
-		abi.ExportDecide:    {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i64}, false},
-		abi.ExportConfigure: {[]api.ValueType{i32, i32}, []api.ValueType{i32}, true},
+		abi.ExportVersion:       {nil, []api.ValueType{i32}, false},
+		abi.ExportAlloc:         {[]api.ValueType{i32}, []api.ValueType{i32}, false},
+		abi.ExportDecide:        {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i64}, false},
+		abi.ExportConfigure:     {[]api.ValueType{i32, i32}, []api.ValueType{i32}, true},
+		abi.ExportDecideCompact: {[]api.ValueType{i32, i32}, []api.ValueType{i64}, true},
 	}
 	exports := cm.ExportedFunctions()
-	for _, name := range []string{abi.ExportVersion, abi.ExportAlloc, abi.ExportDecide, abi.ExportConfigure} {
+	for _, name := range []string{abi.ExportVersion, abi.ExportAlloc, abi.ExportDecide, abi.ExportConfigure, abi.ExportDecideCompact} {
 		w := want[name]
 		def, ok := exports[name]
 		if !ok {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluice-oci/sluice/policy"
 	"github.com/sluice-oci/sluice/sdk"
+	"github.com/sluice-oci/sluice/wasm/internal/abi"
 )
 
 // TestSDKInput_MirrorsPolicyInput checks that sdk.Input has the fields of
@@ -74,5 +75,50 @@ func TestInput_RoundTrip(t *testing.T) {
 	back, _ := json.Marshal(got)
 	if string(back) != string(b) {
 		t.Errorf("round trip:\n got %s\nwant %s", back, b)
+	}
+}
+
+// TestCompactInput_MatchesJSON checks that the compact fast path decodes,
+// in the SDK, to exactly what the JSON document decodes to.
+func TestCompactInput_MatchesJSON(t *testing.T) {
+	t.Parallel()
+	inputs := map[string]policy.Input{
+		"empty":         {},
+		"empty mirrors": {Mirrors: []string{}, Reference: &policy.Reference{}},
+		"full": {
+			Reference: &policy.Reference{Registry: "docker.io", Repository: "library/nginx", Tag: "1.27", Digest: "sha256:abc", Kind: policy.KindBlob},
+			MediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+			Size:      -1 << 40,
+			Peer:      &policy.Peer{ID: "12D3Koo", Address: "10.0.0.7:5000", TLSSubject: `CN=node\,7 <x> & "y"`},
+			Node:      &policy.Node{Name: "node-3", Labels: map[string]string{"zone": "a", "é": "\u2028", "": ""}},
+			Source:    &policy.Source{Image: "docker.io/library/nginx:1.27", Pinned: true, Labels: map[string]string{"k": "v"}},
+			Mirrors:   []string{"docker.io", "*", "", "a", "b", "c"},
+		},
+		"invalid utf-8": {
+			Reference: &policy.Reference{Registry: "bad\xff\xfeutf8\xe2\x82", Tag: "\xed\xa0\x80"},
+			Node:      &policy.Node{Labels: map[string]string{"\xff": "\xfe"}},
+			Mirrors:   []string{"\x80"},
+		},
+		"empty node and source": {Node: &policy.Node{Labels: map[string]string{}}, Source: &policy.Source{}},
+	}
+	for name, in := range inputs {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			for _, action := range []policy.Action{policy.ActionServe, "x\xff"} {
+				in := in
+				in.Action = action
+				want, err := sdk.ParseInput(abi.AppendInput(nil, &in))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := sdk.ParseCompactInput(abi.AppendCompact([]byte("junk before"), action, &in)[len("junk before"):])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("compact decodes to\n%#v\nJSON to\n%#v", got, want)
+				}
+			}
+		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-oci/sluice/policy"
 	"github.com/sluice-oci/sluice/wasm/internal/abi"
+	"github.com/sluice-oci/sluice/wasm/internal/instrument"
 )
 
 // minInputBuffer is the first input buffer asked of a new instance.
@@ -26,7 +27,11 @@ type instance struct {
 	mem    api.Memory
 	alloc  api.Function
 	decide api.Function
-	stderr *logWriter
+	// compact is sluice_decide_compact when the guest exports it (and the
+	// engine may use it): the fast path, without JSON.
+	compact api.Function
+	stderr  *logWriter
+	wd      *watchdog
 
 	stack [4]uint64
 	ptr   uint32 // input buffer in guest memory, from sluice_alloc
@@ -34,22 +39,21 @@ type instance struct {
 	buf   []byte // host-side encoding of action + input
 }
 
-// newInstance instantiates the module (running _initialize), checks the
-// ABI version, hands the data document to sluice_configure when exported
-// and reserves the input buffer. ctx bounds waiting; the work has its own
-// deadline (WithInitTimeout) so that a short decision deadline does not
-// starve instantiation.
+// newInstance instantiates the module, runs its start function and
+// _initialize, checks the ABI version, hands the data document to
+// sluice_configure when exported and reserves the input buffer. The work
+// has its own deadline (WithInitTimeout), so that a short decision
+// deadline does not starve instantiation, and is not canceled with ctx.
 func (e *Engine) newInstance(ctx context.Context) (*instance, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.initTimeout)
-	defer cancel()
+	ctx = context.WithoutCancel(ctx)
 	log := e.log.With("module", e.name)
 	x := &instance{
 		e:      e,
 		stderr: &logWriter{log: log, level: slog.LevelWarn, stream: "stderr"},
 	}
 	mc := wazero.NewModuleConfig().
-		WithName(""). // anonymous: many instances of one module
-		WithStartFunctions(abi.StartFunction).
+		WithName("").         // anonymous: many instances of one module
+		WithStartFunctions(). // run by init, under the watchdog
 		WithStdout(&logWriter{log: log, level: slog.LevelInfo, stream: "stdout"}).
 		WithStderr(x.stderr).
 		WithSysWalltime().
@@ -62,7 +66,19 @@ func (e *Engine) newInstance(ctx context.Context) (*instance, error) {
 	x.mod, x.mem = mod, mod.Memory()
 	x.alloc = mod.ExportedFunction(abi.ExportAlloc)
 	x.decide = mod.ExportedFunction(abi.ExportDecide)
-	if err := x.init(ctx); err != nil {
+	if !e.cfg.jsonOnly {
+		x.compact = mod.ExportedFunction(abi.ExportDecideCompact)
+	}
+	interrupt, ok := mod.ExportedGlobal(instrument.InterruptExport).(api.MutableGlobal)
+	if !ok {
+		_ = mod.Close(ctx)
+		return nil, e.newError(CodeInstantiate, fmt.Errorf("instrumented module lacks the mutable global %s", instrument.InterruptExport))
+	}
+	x.wd = newWatchdog(interrupt)
+	x.wd.arm(nil, e.cfg.initTimeout)
+	err = x.init(ctx)
+	x.wd.disarm()
+	if err != nil {
 		x.close()
 		return nil, err
 	}
@@ -71,6 +87,17 @@ func (e *Engine) newInstance(ctx context.Context) (*instance, error) {
 
 func (x *instance) init(ctx context.Context) error {
 	e := x.e
+	for _, name := range []string{instrument.StartExport, abi.StartFunction} {
+		if f := x.mod.ExportedFunction(name); f != nil {
+			if _, err := f.Call(ctx); err != nil {
+				code := x.classify(err)
+				if code == CodeTrap || code == CodeExit {
+					code = CodeInstantiate
+				}
+				return e.newError(code, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	}
 	res, err := x.mod.ExportedFunction(abi.ExportVersion).Call(ctx)
 	if err != nil {
 		return e.newError(x.classify(err), fmt.Errorf("%s: %w", abi.ExportVersion, err))
@@ -116,22 +143,40 @@ func (x *instance) reserve(ctx context.Context, n int) error {
 	return nil
 }
 
-// call runs one decision in the guest.
+// call runs one decision in the guest, interrupted by the watchdog after
+// the engine's timeout or when ctx is done.
 func (x *instance) call(ctx context.Context, action policy.Action, in *policy.Input) (policy.Decision, error) {
+	x.wd.arm(ctx, x.e.cfg.timeout)
+	d, err := x.callGuest(ctx, action, in)
+	x.wd.disarm()
+	return d, err
+}
+
+func (x *instance) callGuest(ctx context.Context, action policy.Action, in *policy.Input) (policy.Decision, error) {
 	e := x.e
-	in.Action = action
-	x.buf = append(x.buf[:0], action...)
-	alen := len(x.buf)
-	x.buf = abi.AppendInput(x.buf, in)
+	fn, name := x.decide, abi.ExportDecide
+	if x.compact != nil {
+		fn, name = x.compact, abi.ExportDecideCompact
+		x.buf = abi.AppendCompact(x.buf[:0], action, in)
+	} else {
+		in.Action = action
+		x.buf = append(x.buf[:0], action...)
+		x.buf = abi.AppendInput(x.buf, in)
+	}
 	if err := x.reserve(ctx, len(x.buf)); err != nil {
 		return policy.Decision{}, err
 	}
 	if !x.mem.Write(x.ptr, x.buf) {
 		return policy.Decision{}, e.newError(CodeOutOfBounds, fmt.Errorf("input buffer at %d outside guest memory", x.ptr))
 	}
-	x.stack = [4]uint64{uint64(x.ptr), uint64(alen), uint64(x.ptr) + uint64(alen), uint64(len(x.buf) - alen)}
-	if err := x.decide.CallWithStack(ctx, x.stack[:]); err != nil {
-		return policy.Decision{}, e.newError(x.classify(err), fmt.Errorf("%s: %w", abi.ExportDecide, err))
+	if x.compact != nil {
+		x.stack = [4]uint64{uint64(x.ptr), uint64(len(x.buf))}
+	} else {
+		alen := uint64(len(action))
+		x.stack = [4]uint64{uint64(x.ptr), alen, uint64(x.ptr) + alen, uint64(len(x.buf)) - alen}
+	}
+	if err := fn.CallWithStack(ctx, x.stack[:]); err != nil {
+		return policy.Decision{}, e.newError(x.classify(err), fmt.Errorf("%s: %w", name, err))
 	}
 	ptr, n := abi.Unpack(x.stack[0])
 	if n > abi.MaxResultLen {
@@ -140,6 +185,9 @@ func (x *instance) call(ctx context.Context, action policy.Action, in *policy.In
 	b, ok := x.mem.Read(ptr, n)
 	if !ok {
 		return policy.Decision{}, e.newError(CodeOutOfBounds, fmt.Errorf("decision [%d, %d) outside guest memory of %d bytes", ptr, uint64(ptr)+uint64(n), x.mem.Size()))
+	}
+	if string(b) == `{"allow":true}` { // the common answer, as the SDK writes it
+		return policy.Decision{Allow: true}, nil
 	}
 	d, err := abi.ParseDecision(b)
 	if err != nil {
@@ -150,6 +198,9 @@ func (x *instance) call(ctx context.Context, action policy.Action, in *policy.In
 
 // classify maps an error of a guest call to a code.
 func (x *instance) classify(err error) Code {
+	if c := x.wd.interrupted(); c != "" {
+		return c // the watchdog stopped the guest: it trapped on purpose
+	}
 	if c := CodeOf(err); c != "" {
 		return c // raised by a host function
 	}
@@ -184,5 +235,6 @@ func (x *instance) atMemoryCap() bool {
 }
 
 func (x *instance) close() {
+	x.wd.close()
 	_ = x.mod.Close(context.Background())
 }

@@ -24,6 +24,7 @@ type config struct {
 	initTimeout time.Duration
 	memPages    uint32
 	poolSize    int
+	jsonOnly    bool // tests: ignore sluice_decide_compact
 }
 
 func defaults() config {

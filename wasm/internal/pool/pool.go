@@ -49,6 +49,8 @@ func (p *Pool[T]) Get(ctx context.Context) (T, error) {
 	select {
 	case v := <-p.idle:
 		return v, nil
+	case <-p.done:
+		return zero, ErrClosed
 	default:
 	}
 	select {
@@ -65,6 +67,17 @@ func (p *Pool[T]) Get(ctx context.Context) (T, error) {
 		return zero, ErrClosed
 	case <-ctx.Done():
 		return zero, context.Cause(ctx)
+	}
+}
+
+// TryGet returns an idle value without waiting, or false.
+func (p *Pool[T]) TryGet() (T, bool) {
+	select {
+	case v := <-p.idle:
+		return v, true
+	default:
+		var zero T
+		return zero, false
 	}
 }
 

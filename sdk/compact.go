@@ -1,0 +1,118 @@
+package sdk
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// The compact input layout of ABI v1's optional fast path
+// (sluice_decide_compact, wasm/ABI.md "Compact input"). It mirrors
+// wasm/internal/abi/compact.go, which the host encodes with; a test in
+// wasm/ checks that both agree.
+const (
+	compactVersion    = 1
+	compactHeaderLen  = 124
+	compactReference  = 1 << 0
+	compactPeer       = 1 << 1
+	compactNode       = 1 << 2
+	compactSource     = 1 << 3
+	compactPinned     = 1 << 4
+	compactMirrors    = 1 << 5
+	compactStringsOff = 28
+	compactStrings    = 12
+)
+
+var errCompact = errors.New("sdk: compact input: malformed")
+
+// ParseCompactInput decodes the compact input layout: the action and the
+// input document, as ParseInput does for JSON (Data and Settings are left
+// empty). It is written for Go inside Wasm, where every function call and
+// loop iteration costs: the fixed fields are read without loops, and the
+// document costs two allocations (one copy of the bytes that every string
+// slices into, one block for the nested objects) plus label maps.
+func ParseCompactInput(b []byte) (Input, error) {
+	if len(b) < compactHeaderLen || binary.LittleEndian.Uint32(b) != compactVersion {
+		return Input{}, errCompact
+	}
+	flags := binary.LittleEndian.Uint32(b[4:])
+	nMirrors := uint64(binary.LittleEndian.Uint32(b[16:]))
+	nNode := uint64(binary.LittleEndian.Uint32(b[20:]))
+	nSource := uint64(binary.LittleEndian.Uint32(b[24:]))
+	if compactHeaderLen+8*(nMirrors+2*nNode+2*nSource) > uint64(len(b)) {
+		return Input{}, errCompact
+	}
+	c := compactReader{b: b, s: string(b)}
+	in := Input{
+		Action:    c.str(0),
+		MediaType: c.str(6),
+		Size:      int64(binary.LittleEndian.Uint64(b[8:])),
+	}
+	st := new(storage)
+	if flags&compactReference != 0 {
+		st.ref = Reference{Registry: c.str(1), Repository: c.str(2), Tag: c.str(3), Digest: c.str(4), Kind: c.str(5)}
+		in.Reference = &st.ref
+	}
+	if flags&compactPeer != 0 {
+		st.peer = Peer{ID: c.str(7), Address: c.str(8), TLSSubject: c.str(9)}
+		in.Peer = &st.peer
+	}
+	slot := compactStrings
+	if flags&compactMirrors != 0 {
+		in.Mirrors = st.mirrors[:0]
+		if nMirrors > uint64(len(st.mirrors)) {
+			in.Mirrors = make([]string, 0, nMirrors)
+		}
+		for range nMirrors {
+			in.Mirrors = append(in.Mirrors, c.str(slot))
+			slot++
+		}
+	} else {
+		slot += int(nMirrors)
+	}
+	var nodeLabels, sourceLabels map[string]string
+	nodeLabels, slot = c.labels(slot, nNode)
+	sourceLabels, _ = c.labels(slot, nSource)
+	if flags&compactNode != 0 {
+		st.node = Node{Name: c.str(10), Labels: nodeLabels}
+		in.Node = &st.node
+	}
+	if flags&compactSource != 0 {
+		st.source = Source{Image: c.str(11), Pinned: flags&compactPinned != 0, Labels: sourceLabels}
+		in.Source = &st.source
+	}
+	if c.bad {
+		return Input{}, errCompact
+	}
+	return in, nil
+}
+
+// compactReader reads the strings of a compact input; s is the copy of b
+// that they slice. A string outside the buffer sets bad.
+type compactReader struct {
+	b   []byte
+	s   string
+	bad bool
+}
+
+func (c *compactReader) str(slot int) string {
+	at := compactStringsOff + 8*slot
+	off := uint64(binary.LittleEndian.Uint32(c.b[at:]))
+	n := uint64(binary.LittleEndian.Uint32(c.b[at+4:]))
+	if off+n > uint64(len(c.s)) {
+		c.bad = true
+		return ""
+	}
+	return c.s[off : off+n]
+}
+
+func (c *compactReader) labels(slot int, n uint64) (map[string]string, int) {
+	if n == 0 {
+		return nil, slot
+	}
+	m := make(map[string]string, n)
+	for range n {
+		m[c.str(slot)] = c.str(slot + 1)
+		slot += 2
+	}
+	return m, slot
+}
