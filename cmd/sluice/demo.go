@@ -132,7 +132,8 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	} else {
-		how = "containerd's registry client (in process) through node3; run `make containerd` for a real containerd"
+		how = "containerd's registry client (in process) through node3"
+		say("  no containerd built in ./bin: pulling with containerd's registry client (make containerd for the real daemon)")
 		if err := pullInProcess(ctx, nodes[2], img); err != nil {
 			return err
 		}
