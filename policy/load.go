@@ -326,8 +326,13 @@ func compileError(err error) error {
 			pe.Location = fmt.Sprintf("%s:%d", loc.File, loc.Row)
 		}
 		msgs := make([]string, 0, len(errs))
-		for _, e := range errs {
-			msgs = append(msgs, e.Error())
+		for i, e := range errs {
+			msg := e.Error()
+			if i == 0 && pe.Location != "" {
+				// Error() already leads with the Location.
+				msg = strings.TrimPrefix(msg, pe.Location+": ")
+			}
+			msgs = append(msgs, msg)
 		}
 		pe.Message = strings.Join(msgs, "; ")
 		return pe

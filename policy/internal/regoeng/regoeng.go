@@ -10,10 +10,13 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"sync"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
@@ -37,11 +40,23 @@ type Engine struct {
 	metrics metrics.Metrics // a no-op: OPA would allocate one per evaluation
 }
 
-// query is the prepared query of one action: an array of the rules of
-// its package that exist, in the order allow, deny, reasons; -1 marks a
-// rule the package does not define.
+// query holds the prepared queries of one action.
+//
+// pq is the full query: an array of the rules of the package that exist,
+// in the order allow, deny, reasons; -1 marks a rule the package does not
+// define. It is the reference semantics, and it answers every decision
+// that does not allow.
+//
+// hot, when set, answers the common case cheaply: it says only whether
+// the decision allows. It is the allow rule partially evaluated at load
+// against an unknown input (data known), so that what depends on data
+// alone (settings, helper rules) is folded away; when the package has
+// deny rules, or reasons rules that may hold while allow does, there is
+// no hot query. A decision the hot query does not allow is evaluated
+// again by the full query, which then decides and gives the reasons.
 type query struct {
 	pq                   rego.PreparedEvalQuery
+	hot                  *rego.PreparedEvalQuery
 	allow, deny, reasons int
 	undefined            bool // the package defines none of them
 }
@@ -54,6 +69,11 @@ type query struct {
 // "default allow := false", so an allow that does not hold is false
 // rather than undefined.
 func New(ctx context.Context, modules map[string]*ast.Module, data map[string]any, actions []string) (*Engine, error) {
+	// OPA's partial evaluation and query compiler write to shared
+	// (interned) terms in place (ast.transformTerm), which races with any
+	// other compile reading them: build one engine at a time.
+	buildMu.Lock()
+	defer buildMu.Unlock()
 	compiler, err := compile(modules)
 	if err != nil {
 		return nil, err
@@ -111,9 +131,65 @@ func New(ctx context.Context, modules map[string]*ast.Module, data map[string]an
 			return nil, fmt.Errorf("prepare %s%s: %w", PackagePrefix, action, err)
 		}
 		q.pq = pq
+		if q.allow >= 0 && q.deny < 0 && reasonsNeedDeny(compiler, action) {
+			// A failed partial evaluation leaves the full query to answer.
+			if hot, err := prepareHot(ctx, compiler, store, action); err == nil {
+				q.hot = &hot
+			}
+		}
 		e.queries[action] = q
 	}
 	return e, nil
+}
+
+// reasonsNeedDeny reports whether every reasons rule of the action's
+// package holds only when allow does not (its body has the literal
+// "not allow"), so that an allowing decision has no reasons.
+func reasonsNeedDeny(compiler *ast.Compiler, action string) bool {
+	allow := ruleRef(action, "allow")
+	for _, r := range compiler.GetRulesExact(ruleRef(action, "reasons")) {
+		found := false
+		for _, expr := range r.Body {
+			t, ok := expr.Terms.(*ast.Term)
+			if !expr.Negated || !ok || len(expr.With) > 0 {
+				continue
+			}
+			if ref, ok := t.Value.(ast.Ref); ok && ref.Equal(allow) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+var buildMu sync.Mutex
+
+// hotBudget bounds the partial evaluation of one action at load: a policy
+// that computes much from data alone is left to the full query rather
+// than delaying a load or reload.
+const hotBudget = 250 * time.Millisecond
+
+// prepareHot partially evaluates data.sluice.<action>.allow with input
+// unknown and prepares the residual policy. Non-deterministic builtins
+// (time, http.send, rand) are kept for evaluation time.
+func prepareHot(ctx context.Context, compiler *ast.Compiler, store storage.Store, action string) (rego.PreparedEvalQuery, error) {
+	ctx, cancel := context.WithTimeout(ctx, hotBudget)
+	defer cancel()
+	pr, err := rego.New(
+		rego.ParsedQuery(ast.NewBody(ast.NewExpr(ast.RefTerm(ruleRef(action, "allow")...)))),
+		rego.Compiler(compiler),
+		rego.Store(store),
+		rego.Unknowns([]string{"input"}),
+		rego.NondeterministicBuiltins(false),
+	).PartialResult(ctx)
+	if err != nil {
+		return rego.PreparedEvalQuery{}, err
+	}
+	return pr.Rego(rego.GenerateJSON(keepTerm)).PrepareForEval(ctx)
 }
 
 func compile(modules map[string]*ast.Module) (*ast.Compiler, error) {
@@ -125,8 +201,12 @@ func compile(modules map[string]*ast.Module) (*ast.Compiler, error) {
 	return compiler, nil
 }
 
+// ruleRef is data.sluice.<action>.<rule>, built from fresh terms: the
+// query compiler rewrites terms in place, so a shared one such as
+// ast.DefaultRootDocument must not end up in a query (a data race between
+// concurrent loads).
 func ruleRef(action, rule string) ast.Ref {
-	return ast.Ref{ast.DefaultRootDocument, ast.StringTerm("sluice"), ast.StringTerm(action), ast.StringTerm(rule)}
+	return ast.Ref{ast.VarTerm(ast.DefaultRootDocument.Value.(ast.Var).String()), ast.StringTerm("sluice"), ast.StringTerm(action), ast.StringTerm(rule)}
 }
 
 // keepTerm hands the result term back as is: the caller reads the ast
@@ -154,6 +234,12 @@ func (e *Engine) Eval(ctx context.Context, action string, input ast.Value) (Resu
 	} else {
 		opts = append(opts, rego.EvalExternalCancel(noCancel{}))
 	}
+	if q.hot != nil {
+		if rs, err := q.hot.Eval(ctx, opts...); err == nil && allows(rs) {
+			return Result{Allow: true}, nil
+		}
+		// Not allowed, undefined or an error: the full query decides.
+	}
 	rs, err := q.pq.Eval(ctx, opts...)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -173,6 +259,19 @@ func (e *Engine) Eval(ctx context.Context, action string, input ast.Value) (Resu
 		return Result{}, fmt.Errorf("%s%s: unexpected result %s", PackagePrefix, action, ast.ValueName(t.Value))
 	}
 	return q.result(action, arr), nil
+}
+
+// allows reports whether a hot query's result is the boolean true.
+func allows(rs rego.ResultSet) bool {
+	if len(rs) != 1 || len(rs[0].Expressions) == 0 {
+		return false
+	}
+	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
+	if !ok {
+		return false
+	}
+	b, ok := t.Value.(ast.Boolean)
+	return ok && bool(b)
 }
 
 func (q *query) result(action string, arr *ast.Array) Result {

@@ -1,0 +1,51 @@
+package regoeng
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+func TestEngine_HotQuery(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		src     string
+		hot     bool
+		x       int
+		allow   bool
+		reasons []string
+	}{
+		{"allowed: no reasons", "allow if input.x == 1\nreasons contains \"r\" if not allow\n", true, 1, true, nil},
+		{"denied: full query gives reasons", "allow if input.x == 1\nreasons contains \"r\" if not allow\n", true, 2, false, []string{"r"}},
+		{"reasons that hold on allow: no hot query", "allow if input.x == 1\nreasons contains \"info\"\n", false, 1, true, []string{"info"}},
+		{"deny rules: no hot query", "allow := true\ndeny contains \"d\" if input.x == 2\n", false, 2, false, []string{"d"}},
+		{"data-only work folded at load", "allow if count([y | some y in numbers.range(1, 100); y > input.x]) > 0\n", true, 1, true, nil},
+		{"non-deterministic builtins run per decision", "allow if time.now_ns() > input.x\n", true, 1, true, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m, err := ast.ParseModuleWithOpts("p.rego", "package sluice.resolve\n"+tc.src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := New(t.Context(), map[string]*ast.Module{"p.rego": m}, map[string]any{}, []string{"resolve"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := e.queries["resolve"].hot != nil; got != tc.hot {
+				t.Errorf("hot query: %v, want %v", got, tc.hot)
+			}
+			in := ast.NewObject([2]*ast.Term{ast.StringTerm("x"), ast.IntNumberTerm(tc.x)})
+			r, err := e.Eval(t.Context(), "resolve", in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Allow != tc.allow || !slices.Equal(r.Reasons, tc.reasons) {
+				t.Errorf("got %+v, want allow %v reasons %q", r, tc.allow, tc.reasons)
+			}
+		})
+	}
+}
