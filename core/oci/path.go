@@ -185,6 +185,10 @@ func NewReference(registry, name string) (Reference, error) {
 	if err != nil || reference.Domain(n) != registry || !reference.IsNameOnly(n) {
 		return Reference{}, Errorf(http.StatusBadRequest, CodeNameInvalid, "invalid repository name %q", truncate(name))
 	}
+	// docker.io's library/ prefix can take a name over the limit.
+	if len(n.Name()) > MaxNameLength {
+		return Reference{}, Errorf(http.StatusBadRequest, CodeNameInvalid, "name longer than %d characters", MaxNameLength)
+	}
 	return Reference{Registry: reference.Domain(n), Repository: reference.Path(n)}, nil
 }
 
