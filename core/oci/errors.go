@@ -67,3 +67,17 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		_, _ = w.Write(b)
 	}
 }
+
+// ErrorCode returns the first code of an OCI error body, "" when b is not
+// one.
+func ErrorCode(b []byte) string {
+	var e struct {
+		Errors []struct {
+			Code string `json:"code"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(b, &e) != nil || len(e.Errors) == 0 {
+		return ""
+	}
+	return e.Errors[0].Code
+}

@@ -2,13 +2,14 @@ package hostile
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/sluice-oci/sluice/core/oci"
 )
 
 // reply is what a raw request got back.
@@ -66,14 +67,4 @@ func request(method, target string, headers ...string) string {
 }
 
 // ociCode returns the first code of an OCI error body, "" if b is not one.
-func ociCode(b []byte) string {
-	var e struct {
-		Errors []struct {
-			Code string `json:"code"`
-		} `json:"errors"`
-	}
-	if json.Unmarshal(b, &e) != nil || len(e.Errors) == 0 {
-		return ""
-	}
-	return e.Errors[0].Code
-}
+func ociCode(b []byte) string { return oci.ErrorCode(b) }

@@ -1,17 +1,7 @@
 package security
 
-import "encoding/json"
+import "github.com/sluice-oci/sluice/core/oci"
 
 // ociCode returns the first error code of an OCI error body, "" when b is
 // not one.
-func ociCode(b []byte) string {
-	var e struct {
-		Errors []struct {
-			Code string `json:"code"`
-		} `json:"errors"`
-	}
-	if json.Unmarshal(b, &e) != nil || len(e.Errors) == 0 {
-		return ""
-	}
-	return e.Errors[0].Code
-}
+func ociCode(b []byte) string { return oci.ErrorCode(b) }

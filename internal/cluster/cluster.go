@@ -288,9 +288,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// ErrNoContainerd is returned when the containerd binaries are not built.
-var ErrNoContainerd = errors.New("containerd binaries not built")
-
 // BuildSluice builds the sluice binary into <repo>/bin/sluice and returns
 // its path (serialised across test binaries by a file lock).
 func BuildSluice() (string, error) {
@@ -298,20 +295,17 @@ func BuildSluice() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	lock, err := os.OpenFile(filepath.Join(bin, ".sluice.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	out := filepath.Join(bin, "sluice")
+	err = ctrtest.Locked(bin, "sluice", func() error {
+		cmd := exec.Command("go", "build", "-o", out, "./cmd/sluice")
+		cmd.Dir = filepath.Dir(bin)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build sluice: %w\n%s", err, b)
+		}
+		return nil
+	})
 	if err != nil {
 		return "", err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", err
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck
-	out := filepath.Join(bin, "sluice")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/sluice")
-	cmd.Dir = filepath.Dir(bin)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build sluice: %w\n%s", err, b)
 	}
 	return out, nil
 }

@@ -62,25 +62,34 @@ func BinDir() (string, error) {
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return "", err
 	}
-	lock, err := os.OpenFile(filepath.Join(bin, ".build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	err = Locked(bin, "containerd", func() error {
+		if exists(filepath.Join(bin, "containerd")) && exists(filepath.Join(bin, "ctr")) {
+			return nil
+		}
+		cmd := exec.Command("go", "build", "-tags", "no_btrfs", "-o", bin+"/",
+			"github.com/containerd/containerd/v2/cmd/containerd", "github.com/containerd/containerd/v2/cmd/ctr")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build containerd: %w\n%s", err, out)
+		}
+		return nil
+	})
+	return bin, err
+}
+
+// Locked runs fn holding the file lock bin/.<name>.lock, so test binaries
+// running at once build a tool once, one after the other.
+func Locked(bin, name string, fn func() error) error {
+	lock, err := os.OpenFile(filepath.Join(bin, "."+name+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer lock.Close()
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", err
+		return err
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck
-	if exists(filepath.Join(bin, "containerd")) && exists(filepath.Join(bin, "ctr")) {
-		return bin, nil
-	}
-	cmd := exec.Command("go", "build", "-tags", "no_btrfs", "-o", bin+"/",
-		"github.com/containerd/containerd/v2/cmd/containerd", "github.com/containerd/containerd/v2/cmd/ctr")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build containerd: %w\n%s", err, out)
-	}
-	return bin, nil
+	return fn()
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
