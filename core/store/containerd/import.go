@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	ctr "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/content"
@@ -66,10 +68,17 @@ func (s *Store) labelSources(ctx context.Context, img images.Image, ref oci.Refe
 		if err != nil {
 			return fmt.Errorf("label %s: %w", d.Digest, err)
 		}
-		if info.Labels[key] == ref.Repository {
+		// The label lists every repository the blob came from, comma
+		// separated, as containerd's own pull handler writes it.
+		cur := info.Labels[key]
+		if slices.Contains(strings.Split(cur, ","), ref.Repository) {
 			continue
 		}
-		info.Labels = map[string]string{key: ref.Repository}
+		val := ref.Repository
+		if cur != "" {
+			val = cur + "," + ref.Repository
+		}
+		info.Labels = map[string]string{key: val}
 		if _, err := cs.Update(ctx, content.Info{Digest: d.Digest, Labels: info.Labels}, "labels."+key); err != nil {
 			return fmt.Errorf("label %s: %w", d.Digest, err)
 		}
