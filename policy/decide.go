@@ -30,7 +30,7 @@ func (s *Set) Decide(ctx context.Context, action Action, in Input) (Decision, er
 	ai := actionIndex(action)
 
 	bp := s.bufs.Get().(*[]byte)
-	key := appendKey((*bp)[:0], &in)
+	key := rev.proj.appendKey((*bp)[:0], &in)
 	e, hit := rev.cache.get(key)
 	if hit {
 		*bp = key

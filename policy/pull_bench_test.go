@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,13 +22,13 @@ import (
 
 // timedEngine sums the time spent in Decide.
 type timedEngine struct {
-	e     policy.Engine
+	e     atomic.Pointer[policy.Set]
 	ns, n atomic.Int64
 }
 
 func (t *timedEngine) Decide(ctx context.Context, a policy.Action, in policy.Input) (policy.Decision, error) {
 	start := time.Now()
-	d, err := t.e.Decide(ctx, a, in)
+	d, err := t.e.Load().Decide(ctx, a, in)
 	t.ns.Add(int64(time.Since(start)))
 	t.n.Add(1)
 	return d, err
@@ -37,8 +38,16 @@ func (t *timedEngine) Decide(ctx context.Context, a policy.Action, in policy.Inp
 // one image (a 100 MiB layer, two small layers, config, manifest) served
 // by registry.New over loopback HTTP, pulled as containerd does (manifest
 // by tag, then every blob by digest), by a server with the shipped policy
-// set (decision cache off, so every request evaluates Rego) and by one
-// without policy, interleaved in the same run:
+// set and by one without policy, interleaved in the same run. Variants:
+//
+//   - cache=off: every request evaluates Rego;
+//   - cache=cold: the default cache, emptied before each pull (a new Set),
+//     as a node pulls an image once;
+//   - cache=peers: the default cache kept, each pull from another peer
+//     (Sluice-Peer header, new connections), as a node serves one image
+//     to many peers.
+//
+// Run:
 //
 //	go test -run '^$' -bench BenchmarkPullPolicyShare -benchtime 3x ./policy/
 //
@@ -46,6 +55,14 @@ func (t *timedEngine) Decide(ctx context.Context, a policy.Action, in policy.Inp
 // overhead-% the pull time with policy over the one without, minus one
 // (the median of pairs; it is noise-bound at this size).
 func BenchmarkPullPolicyShare(b *testing.B) {
+	b.Run("cache=off", func(b *testing.B) { pullPolicyShare(b, 0, false, false) })
+	b.Run("cache=cold", func(b *testing.B) { pullPolicyShare(b, policy.DefaultCacheSize, true, false) })
+	b.Run("cache=peers", func(b *testing.B) { pullPolicyShare(b, policy.DefaultCacheSize, false, true) })
+}
+
+// pullPolicyShare: cacheSize of the Set, fresh: a new Set before each
+// pull, peers: each pull as another peer over new connections.
+func pullPolicyShare(b *testing.B, cacheSize int, fresh, peers bool) {
 	ctx := b.Context()
 	img, err := testimage.Build(testimage.Spec{Name: "docker.io/library/big:1.0",
 		LayerSizes: []int64{100 << 20, 16 << 10, 4 << 10}, Seed: 7})
@@ -59,11 +76,15 @@ func BenchmarkPullPolicyShare(b *testing.B) {
 	if err := img.WriteLayout(ctx, st); err != nil {
 		b.Fatal(err)
 	}
-	set, err := policy.Load(ctx, nil, policy.WithCacheSize(0))
-	if err != nil {
-		b.Fatal(err)
+	newSet := func() *policy.Set {
+		set, err := policy.Load(ctx, nil, policy.WithCacheSize(cacheSize))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return set
 	}
-	te := &timedEngine{e: set}
+	te := &timedEngine{}
+	te.e.Store(newSet())
 	with := httptest.NewServer(registry.New(st, registry.WithPolicy(te)))
 	defer with.Close()
 	without := httptest.NewServer(registry.New(st))
@@ -80,10 +101,11 @@ func BenchmarkPullPolicyShare(b *testing.B) {
 		paths = append(paths, "/v2/library/big/"+kind+"/"+d.String()+"?ns=docker.io")
 	}
 	buf := make([]byte, 1<<20)
+	peer := ""
 	pull := func(base string) (time.Duration, error) {
 		start := time.Now()
 		for _, p := range paths {
-			if err := get(ctx, client, base+p, buf); err != nil {
+			if err := get(ctx, client, base+p, peer, buf); err != nil {
 				return 0, err
 			}
 		}
@@ -106,6 +128,13 @@ func BenchmarkPullPolicyShare(b *testing.B) {
 		order := []string{with.URL, without.URL}
 		if i%2 == 1 {
 			slices.Reverse(order)
+		}
+		if fresh {
+			te.e.Store(newSet())
+		}
+		if peers {
+			peer = "12D3KooPeer" + strconv.Itoa(i)
+			client.CloseIdleConnections() // a new peer, a new address
 		}
 		var d [2]time.Duration
 		for _, base := range order {
@@ -131,10 +160,13 @@ func BenchmarkPullPolicyShare(b *testing.B) {
 	b.ReportMetric(100*(ratios[len(ratios)/2]-1), "overhead-%")
 }
 
-func get(ctx context.Context, c *http.Client, url string, buf []byte) error {
+func get(ctx context.Context, c *http.Client, url, peer string, buf []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	if peer != "" {
+		req.Header.Set(registry.PeerHeader, peer)
 	}
 	resp, err := c.Do(req)
 	if err != nil {

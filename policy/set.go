@@ -37,6 +37,7 @@ type revision struct {
 	snap    *snapshot
 	sources []source
 	cache   *cache
+	proj    *projection // nil: the whole input is the cache key
 }
 
 type source struct {
@@ -98,6 +99,11 @@ func (s *Set) build(ctx context.Context, prev *revision) (*revision, error) {
 			return nil, err
 		}
 		rev.sources = append(rev.sources, source{name: EngineRego, engine: eng, m: s.m.forEngine(EngineRego)})
+		if len(snap.wasm) == 0 {
+			// A Wasm module may read anything: only a Rego-only set
+			// narrows the cache key.
+			rev.proj = newProjection(eng.eng.InputReads())
+		}
 	}
 	for _, w := range snap.wasm {
 		eng, err := s.o.wasm(ctx, w.path, w.module, snap.data)

@@ -154,19 +154,7 @@ func appendKey(dst []byte, in *Input) []byte {
 		dst = appendLabels(dst, n, s.Labels)
 		dst = append(dst, '}')
 	}
-	dst = append(dst, `,"mirrors":`...)
-	if in.Mirrors == nil {
-		dst = append(dst, "null"...)
-	} else {
-		dst = append(dst, '[')
-		for i, m := range in.Mirrors {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendJSONString(dst, m)
-		}
-		dst = append(dst, ']')
-	}
+	dst = appendMirrors(append(dst, `,"mirrors":`...), in.Mirrors)
 	return append(dst, '}')
 }
 

@@ -38,6 +38,8 @@ type Result struct {
 type Engine struct {
 	queries map[string]*query
 	metrics metrics.Metrics // a no-op: OPA would allocate one per evaluation
+	reads   []InputRead     // see InputReads
+	readsOK bool
 }
 
 // query holds the prepared queries of one action.
@@ -74,7 +76,8 @@ func New(ctx context.Context, modules map[string]*ast.Module, data map[string]an
 	// other compile reading them: build one engine at a time.
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	compiler, err := compile(modules)
+	var reads inputAnalysis
+	compiler, err := compile(modules, &reads)
 	if err != nil {
 		return nil, err
 	}
@@ -95,12 +98,13 @@ func New(ctx context.Context, modules map[string]*ast.Module, data map[string]an
 		extra[name] = m
 	}
 	if extra != nil {
-		if compiler, err = compile(extra); err != nil {
+		if compiler, err = compile(extra, &reads); err != nil {
 			return nil, err
 		}
 	}
 	store := inmem.NewFromObject(data)
 	e := &Engine{queries: make(map[string]*query, len(actions)), metrics: metrics.NoOp()}
+	e.reads, e.readsOK = reads.reads()
 	for _, action := range actions {
 		q := &query{allow: -1, deny: -1, reasons: -1}
 		var elems []*ast.Term
@@ -192,8 +196,9 @@ func prepareHot(ctx context.Context, compiler *ast.Compiler, store storage.Store
 	return pr.Rego(rego.GenerateJSON(keepTerm)).PrepareForEval(ctx)
 }
 
-func compile(modules map[string]*ast.Module) (*ast.Compiler, error) {
-	compiler := ast.NewCompiler()
+// compile compiles modules; reads receives what they read of the input.
+func compile(modules map[string]*ast.Module, reads *inputAnalysis) (*ast.Compiler, error) {
+	compiler := ast.NewCompiler().WithStageAfterID(analyzeAfter, analyzeStage(reads))
 	compiler.Compile(modules)
 	if compiler.Failed() {
 		return nil, compiler.Errors
