@@ -70,8 +70,15 @@ func loadTLS(cfg *runConfig) (server, client *tls.Config, err error) {
 		server.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	client = &tls.Config{Certificates: certs, MinVersion: tls.VersionTLS12}
-	if cfg.PeerCA != "" {
-		pool, err := loadPool(cfg.PeerCA)
+	peerCA := cfg.PeerCA
+	if peerCA == "" {
+		// Peers present certificates of the cluster CA; without an
+		// explicit --peer-ca trust the CA that signs client certificates,
+		// never the system roots.
+		peerCA = cfg.ClientCA
+	}
+	if peerCA != "" {
+		pool, err := loadPool(peerCA)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--peer-ca: %w", err)
 		}

@@ -17,12 +17,15 @@ import (
 
 // peerSet hands out the providers of one key in the order the router found
 // them, skipping quarantined peers and peers that failed this request.
+// Every lookup's channel is drained in the background into the queue, so
+// providers found after the first are kept for hedging and resumes.
 type peerSet struct {
 	mu      sync.Mutex
 	key     string
 	m       *Mirror
 	relooks int
-	ch      <-chan routing.Peer
+	open    int           // lookups still feeding the queue
+	notify  chan struct{} // closed when the queue or open changes
 	queue   []routing.Peer
 	seen    map[string]bool
 	failed  map[string]bool
@@ -31,82 +34,100 @@ type peerSet struct {
 
 func (m *Mirror) lookup(ctx context.Context, key string) (*peerSet, error) {
 	start := time.Now()
-	lctx, cancel := context.WithTimeout(ctx, m.resolveTimeout)
-	ch, err := m.router.Lookup(lctx, key, m.maxPeers)
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("lookup %s: %w", key, err)
+	ps := &peerSet{key: key, m: m, seen: map[string]bool{}, failed: map[string]bool{}, q: m.quarantine, notify: make(chan struct{})}
+	if err := ps.start(ctx, m.resolveTimeout); err != nil {
+		return nil, err
 	}
-	ps := &peerSet{key: key, m: m, ch: ch, seen: map[string]bool{}, failed: map[string]bool{}, q: m.quarantine}
 	// The first provider decides whether the key is known at all; later
 	// ones keep arriving in the background until the resolve deadline.
-	p, ok := ps.pull(lctx)
+	ok := ps.wait(ctx)
 	m.metrics.ResolveDuration.Observe(time.Since(start).Seconds())
 	if !ok {
-		cancel()
 		return nil, fmt.Errorf("no peer holds %s: %w", key, store.ErrNotFound)
 	}
-	ps.queue = append(ps.queue, p)
-	go func() {
-		<-lctx.Done()
-		cancel()
-	}()
 	return ps, nil
 }
 
-// pull receives the next usable peer from the router channel.
-func (ps *peerSet) pull(ctx context.Context) (routing.Peer, bool) {
+// start runs one lookup bounded by timeout and feeds its peers to the queue.
+func (ps *peerSet) start(ctx context.Context, timeout time.Duration) error {
+	lctx, cancel := context.WithTimeout(ctx, timeout)
+	ch, err := ps.m.router.Lookup(lctx, ps.key, ps.m.maxPeers)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("lookup %s: %w", ps.key, err)
+	}
 	ps.mu.Lock()
-	ch := ps.ch
+	ps.open++
 	ps.mu.Unlock()
-	for {
-		select {
-		case p, ok := <-ch:
-			if !ok {
-				return routing.Peer{}, false
-			}
+	go func() {
+		defer cancel()
+		for p := range ch {
 			ps.mu.Lock()
-			dup := ps.seen[p.ID] || ps.failed[p.ID]
-			ps.seen[p.ID] = true
-			ps.mu.Unlock()
-			if dup || ps.q.has(p.ID) {
-				continue
+			if !ps.seen[p.ID] && !ps.failed[p.ID] {
+				ps.seen[p.ID] = true
+				ps.queue = append(ps.queue, p)
+				ps.signal()
 			}
-			return p, true
-		case <-ctx.Done():
-			return routing.Peer{}, false
-		}
-	}
-}
-
-// next returns a peer not tried yet, waiting briefly for the router.
-func (ps *peerSet) next(ctx context.Context) (routing.Peer, bool) {
-	ps.mu.Lock()
-	for len(ps.queue) > 0 {
-		p := ps.queue[0]
-		ps.queue = ps.queue[1:]
-		if !ps.failed[p.ID] && !ps.q.has(p.ID) {
-			ps.failed[p.ID] = true // handed out once per request
 			ps.mu.Unlock()
-			return p, true
 		}
-	}
-	ps.mu.Unlock()
-	// The lookup context bounds this wait: the channel closes at the
-	// resolve deadline.
-	p, ok := ps.pull(ctx)
-	if !ok && ps.relook(ctx) {
-		p, ok = ps.pull(ctx)
-	}
-	if ok {
 		ps.mu.Lock()
-		ps.failed[p.ID] = true
+		ps.open--
+		ps.signal()
 		ps.mu.Unlock()
-	}
-	return p, ok
+	}()
+	return nil
 }
 
-// relook starts a fresh lookup once the first is exhausted (a transfer
+// signal wakes waiters; ps.mu is held.
+func (ps *peerSet) signal() {
+	close(ps.notify)
+	ps.notify = make(chan struct{})
+}
+
+// wait blocks until a usable peer is queued (true) or every lookup ended
+// without one (false).
+func (ps *peerSet) wait(ctx context.Context) bool {
+	for {
+		ps.mu.Lock()
+		for len(ps.queue) > 0 && (ps.failed[ps.queue[0].ID] || ps.q.has(ps.queue[0].ID)) {
+			ps.queue = ps.queue[1:]
+		}
+		if len(ps.queue) > 0 {
+			ps.mu.Unlock()
+			return true
+		}
+		if ps.open == 0 {
+			ps.mu.Unlock()
+			return false
+		}
+		n := ps.notify
+		ps.mu.Unlock()
+		select {
+		case <-n:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// next returns a peer not tried yet, waiting for running lookups and, once
+// they are exhausted, starting a fresh one.
+func (ps *peerSet) next(ctx context.Context) (routing.Peer, bool) {
+	if !ps.wait(ctx) && !(ps.relook(ctx) && ps.wait(ctx)) {
+		return routing.Peer{}, false
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if len(ps.queue) == 0 {
+		return routing.Peer{}, false
+	}
+	p := ps.queue[0]
+	ps.queue = ps.queue[1:]
+	ps.failed[p.ID] = true // handed out once per request
+	return p, true
+}
+
+// relook starts a fresh lookup once the others are exhausted (a transfer
 // that outlived its providers, e.g. a peer died mid-blob and another
 // announced the key since). Peers already tried stay excluded.
 func (ps *peerSet) relook(ctx context.Context) bool {
@@ -122,17 +143,7 @@ func (ps *peerSet) relook(ctx context.Context) bool {
 		}
 	}
 	ps.mu.Unlock()
-	lctx, cancel := context.WithTimeout(ctx, ps.m.resolveTimeout*5)
-	ch, err := ps.m.router.Lookup(lctx, ps.key, ps.m.maxPeers)
-	if err != nil {
-		cancel()
-		return false
-	}
-	ps.mu.Lock()
-	ps.ch = ch
-	ps.mu.Unlock()
-	go func() { <-lctx.Done(); cancel() }()
-	return true
+	return ps.start(ctx, ps.m.resolveTimeout*5) == nil
 }
 
 // fail forgets a peer for this request.
@@ -147,6 +158,7 @@ type answer struct {
 	peer   routing.Peer
 	err    error
 	cancel context.CancelFunc
+	idx    int
 }
 
 // first asks peers for path, starting with one and adding another each
@@ -156,21 +168,30 @@ func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string,
 	results := make(chan answer, m.maxPeers)
 	inflight := 0
 	var lastErr error
+	var cancels []context.CancelFunc
 	start := func() bool {
 		p, ok := peers.next(ctx)
 		if !ok {
 			return false
 		}
 		rctx, cancel := context.WithCancel(ctx)
+		idx := len(cancels)
+		cancels = append(cancels, cancel)
 		inflight++
 		go func() {
 			resp, err := m.do(rctx, p, method, path, off)
-			results <- answer{resp: resp, peer: p, err: err, cancel: cancel}
+			results <- answer{resp: resp, peer: p, err: err, cancel: cancel, idx: idx}
 		}()
 		return true
 	}
+	winner := -1
 	defer func() {
-		// Drain and cancel the losers.
+		// Cancel the losers now, then drain them in the background.
+		for i, c := range cancels {
+			if i != winner {
+				c()
+			}
+		}
 		go func(n int) {
 			for range n {
 				a := <-results
@@ -191,6 +212,7 @@ func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string,
 		case a := <-results:
 			inflight--
 			if a.err == nil {
+				winner = a.idx
 				a.resp.Body = newWatchdog(a.resp.Body, a.cancel, m.idleTimeout)
 				return a.resp, a.peer, nil
 			}
@@ -253,11 +275,12 @@ func newWatchdog(rc io.ReadCloser, cancel context.CancelFunc, idle time.Duration
 	return &watchdog{ReadCloser: rc, cancel: cancel, idle: idle, timer: time.AfterFunc(idle, cancel)}
 }
 
+// Read times only the read itself: time spent writing to a slow client
+// between reads is not blamed on the peer.
 func (w *watchdog) Read(p []byte) (int, error) {
+	w.timer.Reset(w.idle)
 	n, err := w.ReadCloser.Read(p)
-	if n > 0 {
-		w.timer.Reset(w.idle)
-	}
+	w.timer.Stop()
 	return n, err
 }
 

@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -133,10 +135,25 @@ func peerOf(r *http.Request) *policy.Peer {
 		subject = r.TLS.PeerCertificates[0].Subject.String()
 	}
 	if id == "" && subject == "" {
-		return nil
+		// Only a loopback client is the local containerd. Anyone else
+		// without the header is treated as a peer: served local content
+		// only (never proxied to other peers), under the peer's policy.
+		if isLoopback(r.RemoteAddr) {
+			return nil
+		}
+		return &policy.Peer{Address: r.RemoteAddr}
 	}
 	if len(id) > 128 {
 		id = id[:128]
 	}
 	return &policy.Peer{ID: id, Address: r.RemoteAddr, TLSSubject: subject}
+}
+
+func isLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
