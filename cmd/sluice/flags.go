@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -53,8 +56,8 @@ func applyEnvAndFile(fs *flag.FlagSet) error {
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
 	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(b, &doc); err != nil {
+	doc, err := decodeConfig(b)
+	if err != nil {
 		return fmt.Errorf("config file %s: %w", path, err)
 	}
 	for k, v := range doc {
@@ -69,20 +72,59 @@ func applyEnvAndFile(fs *flag.FlagSet) error {
 		switch x := v.(type) {
 		case []any:
 			for _, e := range x {
-				vals = append(vals, fmt.Sprint(e))
+				s, err := scalarString(e)
+				if err != nil {
+					return fmt.Errorf("config file %s: key %q: %w", path, k, err)
+				}
+				vals = append(vals, s)
 			}
 		case nil:
 			continue
 		default:
-			vals = []string{fmt.Sprint(x)}
+			s, err := scalarString(x)
+			if err != nil {
+				return fmt.Errorf("config file %s: key %q: %w", path, k, err)
+			}
+			vals = []string{s}
 		}
 		for _, s := range vals {
 			if err := fs.Set(k, s); err != nil {
-				return fmt.Errorf("config file %s: key %q: %w", path, k, err)
+				return fmt.Errorf("config file %s: key %q: value %q: %w", path, k, s, err)
 			}
 		}
 	}
 	return nil
+}
+
+// decodeConfig parses the YAML config file into flag name → value. Numbers
+// stay the literal text of the file (json.Number), so 1000000 is set as
+// "1000000" and not as float64's "1e+06", and integers beyond 2^53 keep
+// every digit.
+func decodeConfig(b []byte) (map[string]any, error) {
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("want a mapping of flag names to values: %w", err)
+	}
+	return doc, nil
+}
+
+// scalarString is the flag value of a config scalar.
+func scalarString(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case json.Number:
+		return x.String(), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	}
+	return "", fmt.Errorf("want a string, number, boolean or list of them, got %T", v)
 }
 
 func setValue(fs *flag.FlagSet, f *flag.Flag, v string) error {

@@ -84,10 +84,30 @@ func parseRunConfig(args []string, stderr io.Writer) (*runConfig, error) {
 	if err := applyEnvAndFile(fs); err != nil {
 		return nil, err
 	}
-	if cfg.ResolveTimeout <= 0 {
-		return nil, errors.New("--resolve-timeout must be positive")
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	return cfg, nil
+}
+
+// validate rejects values the node cannot run with, naming the flag: a
+// zero --max-peer-fetches would block every peer fetch forever and a
+// negative one would panic.
+func (cfg *runConfig) validate() error {
+	var errs []error
+	if cfg.ResolveTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--resolve-timeout %s: must be positive", cfg.ResolveTimeout))
+	}
+	if cfg.MaxPeerFetches < 1 {
+		errs = append(errs, fmt.Errorf("--max-peer-fetches %d: must be at least 1", cfg.MaxPeerFetches))
+	}
+	if cfg.PeerRateLimit < 0 {
+		errs = append(errs, fmt.Errorf("--peer-rate-limit %d: must be 0 (no limit) or positive", cfg.PeerRateLimit))
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--read-header-timeout %s: must be positive", cfg.ReadHeaderTimeout))
+	}
+	return errors.Join(errs...)
 }
 
 func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {

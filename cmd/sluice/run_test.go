@@ -1,0 +1,82 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseRunConfig_Validation(t *testing.T) {
+	t.Parallel()
+	writeConfig := func(t *testing.T, body string) string {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), "sluice.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		config  string
+		wantErr string
+		check   func(t *testing.T, cfg *runConfig)
+	}{
+		{name: "max-peer-fetches zero", args: []string{"--max-peer-fetches", "0"}, wantErr: "--max-peer-fetches"},
+		{name: "max-peer-fetches negative", args: []string{"--max-peer-fetches", "-3"}, wantErr: "--max-peer-fetches"},
+		{name: "peer-rate-limit negative", args: []string{"--peer-rate-limit", "-1"}, wantErr: "--peer-rate-limit"},
+		{name: "read-header-timeout zero", args: []string{"--read-header-timeout", "0s"}, wantErr: "--read-header-timeout"},
+		{name: "resolve-timeout zero", args: []string{"--resolve-timeout", "0s"}, wantErr: "--resolve-timeout"},
+		{
+			name: "config integer kept exact", config: "peer-rate-limit: 1000000\nmax-peer-fetches: 128\n",
+			check: func(t *testing.T, cfg *runConfig) {
+				if cfg.PeerRateLimit != 1000000 || cfg.MaxPeerFetches != 128 {
+					t.Errorf("peer-rate-limit %d, max-peer-fetches %d; want 1000000, 128", cfg.PeerRateLimit, cfg.MaxPeerFetches)
+				}
+			},
+		},
+		{
+			name: "config integer beyond float64 precision", config: "peer-rate-limit: 9007199254740993\n",
+			check: func(t *testing.T, cfg *runConfig) {
+				if cfg.PeerRateLimit != 9007199254740993 {
+					t.Errorf("peer-rate-limit %d, want 9007199254740993", cfg.PeerRateLimit)
+				}
+			},
+		},
+		{
+			name: "config list and duration", config: "bootstrap: [dns:a:5001, dns:b:5001]\nresolve-timeout: 50ms\npolicy-fail-open: true\n",
+			check: func(t *testing.T, cfg *runConfig) {
+				if len(cfg.Bootstrap) != 2 || cfg.ResolveTimeout.Milliseconds() != 50 || !cfg.PolicyFailOpen {
+					t.Errorf("got bootstrap %v, resolve-timeout %s, fail-open %v", cfg.Bootstrap, cfg.ResolveTimeout, cfg.PolicyFailOpen)
+				}
+			},
+		},
+		{name: "config zero max-peer-fetches", config: "max-peer-fetches: 0\n", wantErr: "--max-peer-fetches"},
+		{name: "config float for an integer flag", config: "max-peer-fetches: 1.5\n", wantErr: `"max-peer-fetches"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			args := tt.args
+			if tt.config != "" {
+				args = append(args, "--config", writeConfig(t, tt.config))
+			}
+			cfg, err := parseRunConfig(args, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.check != nil {
+				tt.check(t, cfg)
+			}
+		})
+	}
+}
