@@ -53,12 +53,13 @@ func runNode(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 
-	st, closeStore, err := openStore(ctx, cfg.storeURI(), cfg.ContainerdNamespace, log)
+	uri, why := cfg.storeURI()
+	st, closeStore, err := openStore(ctx, uri, cfg.ContainerdNamespace, log)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	log.Info("store open", "store", storeName(st))
+	logStore(ctx, log, st, uri, why)
 
 	popts := []policy.Option{
 		policy.WithFailOpen(cfg.PolicyFailOpen), policy.WithRegisterer(reg), policy.WithLogger(log),

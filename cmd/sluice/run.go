@@ -35,6 +35,9 @@ type runConfig struct {
 	MaxPeerFetches                     int
 	PeerRateLimit                      int64
 	ReadHeaderTimeout                  time.Duration
+
+	// sockets replaces containerdSockets() in tests.
+	sockets []string
 }
 
 const defaultSocket = "/run/containerd/containerd.sock"
@@ -125,16 +128,38 @@ func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
-// storeURI resolves the --store default: containerd when the socket
-// exists, else the embedded oci store in the data dir.
-func (cfg *runConfig) storeURI() string {
+// containerdSockets are the sockets --store defaults to, in order: stock
+// containerd (kubeadm, most distributions), then the containerd that k3s
+// and RKE2 embed.
+func containerdSockets() []string {
+	return []string{defaultSocket, "/run/k3s/containerd/containerd.sock"}
+}
+
+// storeURI resolves the --store default: containerd at the first of the
+// known sockets that exists, else the embedded oci store in the data dir.
+// why says how the choice was made, for the start-up log.
+func (cfg *runConfig) storeURI() (uri, why string) {
 	if cfg.Store != "" {
-		return cfg.Store
+		return cfg.Store, "--store"
 	}
-	if _, err := os.Stat(defaultSocket); err == nil {
-		return "containerd://" + defaultSocket
+	socks := cfg.sockets
+	if socks == nil {
+		socks = containerdSockets()
 	}
-	return "oci:" + filepath.Join(cfg.DataDir, "oci")
+	var found []string
+	for _, p := range socks {
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			found = append(found, p)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "oci:" + filepath.Join(cfg.DataDir, "oci"),
+			"no containerd socket at " + strings.Join(socks, " or ") + ": using the embedded oci store, empty until images are imported; set --store containerd:///path/to/containerd.sock to serve a containerd"
+	case 1:
+		return "containerd://" + found[0], "found containerd socket " + found[0]
+	}
+	return "containerd://" + found[0], "found several containerd sockets (" + strings.Join(found, ", ") + "), using the first; set --store to choose"
 }
 
 // portOf returns the port of a listen address.

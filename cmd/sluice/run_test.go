@@ -2,8 +2,10 @@ package main
 
 import (
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -78,5 +80,54 @@ func TestParseRunConfig_Validation(t *testing.T) {
 				tt.check(t, cfg)
 			}
 		})
+	}
+}
+
+func TestRunConfig_StoreURI(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sock := func(name string) string {
+		p := filepath.Join(dir, name)
+		ln, err := net.Listen("unix", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		return p
+	}
+	stock, k3s := sock("stock.sock"), sock("k3s.sock")
+	missing := filepath.Join(dir, "missing.sock")
+	plain := filepath.Join(dir, "plain.sock")
+	if err := os.WriteFile(plain, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		store   string
+		sockets []string
+		want    string
+		why     string
+	}{
+		{name: "flag wins", store: "oci:/x", sockets: []string{stock}, want: "oci:/x", why: "--store"},
+		{name: "stock containerd", sockets: []string{stock, k3s}, want: "containerd://" + stock, why: "several"},
+		{name: "k3s or rke2 only", sockets: []string{missing, k3s}, want: "containerd://" + k3s, why: k3s},
+		{name: "regular file is no socket", sockets: []string{plain, k3s}, want: "containerd://" + k3s, why: k3s},
+		{name: "none: embedded store", sockets: []string{missing}, want: "oci:" + filepath.Join("/data", "oci"), why: "embedded oci store"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &runConfig{Store: tt.store, DataDir: "/data", sockets: tt.sockets}
+			got, why := cfg.storeURI()
+			if got != tt.want || !strings.Contains(why, tt.why) {
+				t.Errorf("storeURI() = %q, %q; want %q and a reason naming %q", got, why, tt.want, tt.why)
+			}
+		})
+	}
+}
+
+func TestContainerdSockets_K3sAndRKE2(t *testing.T) {
+	t.Parallel()
+	if !slices.Contains(containerdSockets(), "/run/k3s/containerd/containerd.sock") {
+		t.Errorf("default sockets %v lack the k3s/RKE2 socket", containerdSockets())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/sluice-oci/sluice/core/store"
@@ -40,4 +41,30 @@ func openStore(ctx context.Context, uri, namespace string, log *slog.Logger) (st
 		return s, func() {}, nil
 	}
 	return nil, nil, fmt.Errorf("--store %q: want containerd:///path/to/containerd.sock or oci:DIR", uri)
+}
+
+// logStore says loudly which store and namespace the node serves: a node
+// serving an empty embedded store, or a containerd namespace that does not
+// exist, advertises nothing and looks healthy otherwise.
+func logStore(ctx context.Context, log *slog.Logger, st store.Store, uri, why string) {
+	cs, ok := st.(*containerd.Store)
+	if !ok {
+		lvl := slog.LevelInfo
+		if why != "--store" {
+			lvl = slog.LevelWarn
+		}
+		log.Log(ctx, lvl, "store open: serving an oci-layout directory", "store", uri, "why", why)
+		return
+	}
+	ns := strings.TrimPrefix(storeName(cs), "containerd:")
+	log.Info("store open: serving containerd", "store", uri, "namespace", ns, "why", why)
+	names, err := cs.Client().NamespaceService().List(ctx)
+	if err != nil {
+		log.Warn("cannot list containerd namespaces", "store", uri, "err", err)
+		return
+	}
+	if !slices.Contains(names, ns) {
+		log.Warn("containerd namespace does not exist (yet): nothing to serve until images land in it; set --containerd-namespace",
+			"store", uri, "namespace", ns, "namespaces", strings.Join(names, ","))
+	}
 }
