@@ -40,7 +40,12 @@ type runConfig struct {
 	sockets []string
 }
 
-const defaultSocket = "/run/containerd/containerd.sock"
+const (
+	defaultSocket = "/run/containerd/containerd.sock"
+	// defaultMetricsAddr is loopback: /status and /metrics are
+	// unauthenticated (see RATIONALE.md).
+	defaultMetricsAddr = "127.0.0.1:9090"
+)
 
 func runFlags(cfg *runConfig) *flag.FlagSet {
 	fs := flag.NewFlagSet("sluice run", flag.ContinueOnError)
@@ -63,7 +68,7 @@ func runFlags(cfg *runConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "this node's private key")
 	fs.StringVar(&cfg.ClientCA, "client-ca", "", "CA that signs the client certificates of peers allowed to fetch")
 	fs.StringVar(&cfg.PeerCA, "peer-ca", "", "CA that signs the certificates of peers this node fetches from")
-	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":9090", "metrics, health and status listen address (empty: off)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", defaultMetricsAddr, "metrics, health and status listen address; loopback by default, set :9090 to let Prometheus scrape it (empty: off)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "text or json")
 	fs.StringVar(&cfg.NodeName, "node-name", host, "node name in policy input and logs")

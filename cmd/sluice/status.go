@@ -10,7 +10,9 @@ import (
 	"github.com/sluice-oci/sluice/policy"
 )
 
-// writeStatus serves the node's status page as JSON.
+// writeStatus serves the node's status page as JSON. It names only the
+// images the advertise policy shares (what peers can learn anyway) and
+// counts the rest: the page must not reveal what the policy hides.
 func writeStatus(w http.ResponseWriter, r *http.Request, router *routing.P2P, adv *routing.Advertiser, pol *policy.Set, st store.Store) {
 	ready, _ := router.Ready(r.Context())
 	var addrs []string
@@ -22,9 +24,9 @@ func writeStatus(w http.ResponseWriter, r *http.Request, router *routing.P2P, ad
 		addrs = append(addrs, s)
 	}
 	images, _ := st.Images(r.Context())
-	names := make([]string, 0, len(images))
-	for _, i := range images {
-		names = append(names, i.Name)
+	names := adv.SharedImages()
+	if names == nil {
+		names = []string{}
 	}
 	var polErr string
 	if err := pol.LastError(); err != nil {
@@ -40,6 +42,7 @@ func writeStatus(w http.ResponseWriter, r *http.Request, router *routing.P2P, ad
 		"peers":           router.PeerCount(),
 		"store":           storeName(st),
 		"images":          names,
+		"image_count":     len(images),
 		"advertised_keys": len(adv.Advertised()),
 		"policy_revision": pol.Revision(),
 		"policy_error":    polErr,

@@ -46,6 +46,7 @@ type Advertiser struct {
 
 	mu        sync.Mutex
 	announced map[string]bool
+	shared    []string // images whose tag key the policy lets us advertise
 	gauge     prometheus.Gauge
 }
 
@@ -84,6 +85,15 @@ func NewAdvertiser(r Router, s store.Store, opts ...AdvertiserOption) *Advertise
 		Name: "sluice_advertised_keys", Help: "Keys this node announces on the DHT.",
 	})
 	return a
+}
+
+// SharedImages returns, sorted, the names of the images whose tag key the
+// advertise policy allows (announced or still waiting for peers). Status
+// pages list these and never an image the policy hides.
+func (a *Advertiser) SharedImages() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.shared)
 }
 
 // Advertised returns the keys currently announced, sorted.
@@ -267,7 +277,15 @@ func (a *Advertiser) subscribe(ctx context.Context) (<-chan store.Event, func() 
 // wants any more.
 func (a *Advertiser) reconcile(ctx context.Context) {
 	want := desired(a.images)
+	var shared []string
+	for name, keys := range a.images {
+		if keys[name] { // a tagged image's name is its tag key
+			shared = append(shared, name)
+		}
+	}
+	slices.Sort(shared)
 	a.mu.Lock()
+	a.shared = shared
 	var add, drop []string
 	for k := range want {
 		if !a.announced[k] && !a.pending[k] {
