@@ -47,7 +47,7 @@ func analyzeStage(out *inputAnalysis) ast.CompilerStageDefinition {
 		Name:       "SluiceInputReads",
 		MetricName: "compile_stage_sluice_input_reads",
 		Stage: func(c *ast.Compiler) *ast.Error {
-			*out = analyzeModules(c.Modules)
+			*out = analyzeModules(c.Modules, c.GetRules)
 			return nil
 		},
 	}
@@ -56,12 +56,15 @@ func analyzeStage(out *inputAnalysis) ast.CompilerStageDefinition {
 type inputAnalysis struct {
 	done     bool                // the stage ran (a renamed OPA stage must not mean "reads nothing")
 	any      bool                // the whole input may be read
+	rules    func(ast.Ref) []*ast.Rule
 	value    map[string][]string // joined path → path
 	presence map[string][]string
 }
 
-func analyzeModules(mods map[string]*ast.Module) inputAnalysis {
-	a := inputAnalysis{done: true, value: map[string][]string{}, presence: map[string][]string{}}
+// analyzeModules analyzes mods; rules returns the rules at or below a
+// data reference (ast.Compiler.GetRules).
+func analyzeModules(mods map[string]*ast.Module, rules func(ast.Ref) []*ast.Rule) inputAnalysis {
+	a := inputAnalysis{done: true, rules: rules, value: map[string][]string{}, presence: map[string][]string{}}
 	for _, m := range mods {
 		for _, r := range m.Rules {
 			a.walk(r)
@@ -156,7 +159,11 @@ func (a *inputAnalysis) visit(x any) bool {
 		}
 		return true
 	case *ast.With:
-		if isInputRooted(x.Target) {
+		// `with input…` changes the input; `with object.get as f`, `with
+		// neq as g` or `with data.lib.f as g` swap code the analysis
+		// reasoned about (object.get reads one path, != "" tests only
+		// presence) for code that may see anything.
+		if isInputRooted(x.Target) || a.replacesFunction(x.Target) {
 			a.any = true
 			return true
 		}
@@ -299,6 +306,26 @@ func constKey(t *ast.Term) ([]string, bool) {
 		return p, true
 	}
 	return nil, false
+}
+
+// replacesFunction reports whether a with target names a builtin or a
+// function: anything not rooted at data (builtins are plain names such as
+// neq or refs such as object.get), or a data reference at or above a rule
+// that takes arguments.
+func (a *inputAnalysis) replacesFunction(t *ast.Term) bool {
+	r, ok := t.Value.(ast.Ref)
+	if !ok || len(r) == 0 || r[0].Value.Compare(ast.DefaultRootDocument.Value) != 0 {
+		return true
+	}
+	if a.rules == nil {
+		return true
+	}
+	for _, rule := range a.rules(r) {
+		if len(rule.Head.Args) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func isInputRooted(t *ast.Term) bool {

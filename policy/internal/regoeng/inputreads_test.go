@@ -98,6 +98,12 @@ func TestEngine_InputReads(t *testing.T) {
 		{"presence refused: object.get default not \"\"", []string{pkg + `allow if object.get(input, ["reference", "digest"], false) == ""`}, "reference.digest"},
 		{"presence refused: in an assignment", []string{pkg + `allow := input.reference.digest != ""`}, "reference.digest"},
 		{"presence refused: with modifier", []string{pkg + "allow if input.reference.digest != \"\" with data.x as 1"}, "reference.digest"},
+		{"with a builtin replaced: neq", []string{pkg + "g(x, _) if x == \"a\"\np if input.peer.id != \"\"\nallow if p with neq as g"}, "ANY"},
+		{"with a builtin replaced: object.get", []string{pkg + "f(o, _, _) := o.peer.id\nallow if object.get(input, \"action\", \"\") == \"a\" with object.get as f"}, "ANY"},
+		{"with a builtin mocked by a value", []string{pkg + "allow if time.now_ns() > 0 with time.now_ns as 1"}, "ANY"},
+		{"with a user function replaced", []string{pkg + "f(x) := x\ng(x) := x\nallow if f(input.action) == \"a\" with f as g"}, "ANY"},
+		{"with a package holding a function replaced", []string{pkg + "allow if data.lib.f(input.action) with data.lib as {}", "package lib\nf(x) if x == \"a\""}, "ANY"},
+		{"with data replaced by a value", []string{pkg + "allow if data.lib.x == input.action with data.lib.x as \"a\"", "package lib\nx := \"b\""}, "action"},
 		{"presence refused: with input", []string{pkg + "p if input.reference.digest != \"\"\nallow if p with input.reference.digest as \"x\""}, "ANY"},
 	}
 	for _, tc := range cases {
