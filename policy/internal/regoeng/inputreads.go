@@ -54,8 +54,8 @@ func analyzeStage(out *inputAnalysis) ast.CompilerStageDefinition {
 }
 
 type inputAnalysis struct {
-	done     bool                // the stage ran (a renamed OPA stage must not mean "reads nothing")
-	any      bool                // the whole input may be read
+	done     bool // the stage ran (a renamed OPA stage must not mean "reads nothing")
+	any      bool // the whole input may be read
 	rules    func(ast.Ref) []*ast.Rule
 	value    map[string][]string // joined path → path
 	presence map[string][]string
