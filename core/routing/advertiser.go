@@ -22,6 +22,10 @@ const (
 	// survives two missed re-provides.
 	DefaultReprovideInterval = DefaultRecordTTL / 3
 	DefaultDebounce          = 200 * time.Millisecond
+	// debounceMaxFactor bounds how far a stream of events can push the
+	// debounce back: at most this many debounce delays after the first
+	// event of a batch, the batch is acted upon.
+	debounceMaxFactor = 10
 	maxRetryBackoff          = 10 * time.Second
 	routerCallTimeout        = time.Minute
 )
@@ -134,8 +138,12 @@ func (a *Advertiser) register() (unregister func(), err error) {
 // once at a time.
 //
 // Image create/update events re-walk that image; image deletes drop it;
-// content events (a layer arriving or going) re-walk every image. Events
-// are gathered for the debounce delay first. Every reprovide interval all
+// content events (a layer arriving or going) and resync events (the store's
+// event stream was re-established, events may be lost) re-walk every image.
+// Events are gathered until none came for the debounce delay (a trailing
+// debounce), but for no longer than ten delays after the first of a batch:
+// during a pull, content events arrive every few milliseconds, and a
+// debounce that is never extended re-walked every image every 200 ms. Every reprovide interval all
 // images are re-walked (catching missed events and policy reloads: keys now
 // denied are withdrawn) and every announced key is announced again. Keys
 // whose announcement failed are retried from 1 s, doubling up to 10 s.
@@ -167,13 +175,17 @@ func (a *Advertiser) Run(ctx context.Context) error {
 	retry := newStoppedTimer()
 	defer retry.Stop()
 	armed := false
+	var batchStart time.Time
 	full := false
 	dirty := map[string]store.Image{}
 	arm := func() {
+		now := time.Now()
 		if !armed {
 			armed = true
-			debounce.Reset(a.debounce)
+			batchStart = now
 		}
+		wait := min(a.debounce, batchStart.Add(debounceMaxFactor*a.debounce).Sub(now))
+		debounce.Reset(max(wait, 0))
 	}
 	for {
 		if len(a.pending) > 0 && a.backoff == 0 {
@@ -196,6 +208,9 @@ func (a *Advertiser) Run(ctx context.Context) error {
 			case store.EventImageDelete:
 				delete(dirty, ev.Image.Name)
 				delete(a.images, ev.Image.Name)
+			case store.EventResync:
+				a.log.Info("store events may have been missed, rescanning the store")
+				full = true
 			default: // content created or deleted: images may have gained or lost parts
 				full = true
 			}

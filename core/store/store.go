@@ -73,6 +73,9 @@ const (
 	EventImageDelete
 	EventContentCreate
 	EventContentDelete
+	// EventResync says events may have been missed (the backend's event
+	// stream broke and was re-established): consumers rescan everything.
+	EventResync
 )
 
 func (t EventType) String() string {
@@ -87,6 +90,8 @@ func (t EventType) String() string {
 		return "content-create"
 	case EventContentDelete:
 		return "content-delete"
+	case EventResync:
+		return "resync"
 	}
 	return "unknown"
 }
