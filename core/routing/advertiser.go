@@ -26,8 +26,8 @@ const (
 	// debounce back: at most this many debounce delays after the first
 	// event of a batch, the batch is acted upon.
 	debounceMaxFactor = 10
-	maxRetryBackoff          = 10 * time.Second
-	routerCallTimeout        = time.Minute
+	maxRetryBackoff   = 10 * time.Second
+	routerCallTimeout = time.Minute
 )
 
 // Advertiser keeps a router's announcements in step with a store: every
