@@ -38,6 +38,7 @@ type revision struct {
 	sources []source
 	cache   *cache
 	proj    *projection // nil: the whole input is the cache key
+	nondet  []string    // non-deterministic builtins the Rego set calls: no cache
 }
 
 type source struct {
@@ -99,6 +100,11 @@ func (s *Set) build(ctx context.Context, prev *revision) (*revision, error) {
 			return nil, err
 		}
 		rev.sources = append(rev.sources, source{name: EngineRego, engine: eng, m: s.m.forEngine(EngineRego)})
+		if rev.nondet = eng.eng.Nondeterministic(); len(rev.nondet) > 0 {
+			// A decision that reads the clock, the network or a random
+			// source may change with no change of input: never cache it.
+			rev.cache = nil
+		}
 		if len(snap.wasm) == 0 {
 			// A Wasm module may read anything: only a Rego-only set
 			// narrows the cache key.

@@ -189,6 +189,12 @@ func policyTest(ctx context.Context, args []string, stdout, stderr io.Writer, ex
 			fmt.Fprintf(stdout, "PASS %s: %s\n", c.File, c.Name)
 		}
 	}
+	for _, s := range sets {
+		// The cache depends on the policy files, not on a case's data:
+		// one set tells for all.
+		fmt.Fprintf(stdout, "decision cache: %s\n", s.Cache())
+		break
+	}
 	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
 	if failed > 0 {
 		return fmt.Errorf("%d policy cases failed", failed)

@@ -129,6 +129,38 @@ func TestPolicyCmd_Test(t *testing.T) {
 	}
 }
 
+func TestPolicyCmd_TestSaysCache(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cases := filepath.Join(dir, "cases.yaml")
+	if err := os.WriteFile(cases, []byte(`cases:
+  - name: weekend
+    action: resolve
+    input: {reference: {registry: docker.io, digest: "sha256:aa"}}
+    want_allow: true
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	weekend := filepath.Join(dir, "weekend.rego")
+	if err := os.WriteFile(weekend, []byte("package sluice.resolve\n\nallow if time.weekday(time.now_ns()) != \"never\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		policy, want string
+	}{
+		{weekend, "decision cache: off: the policy calls non-deterministic builtins (time.now_ns); every decision is evaluated\n"},
+		{"../../policies", "decision cache: on (4096 entries, key: action reference.registry reference.repository reference.tag reference.digest mirrors)\n"},
+	} {
+		out, _, err := runPolicyCmd(t, "test", "--policy", tc.policy, cases)
+		if tc.policy == weekend && err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if !strings.Contains(out, tc.want) {
+			t.Errorf("--policy %s: output lacks %q:\n%s", tc.policy, tc.want, out)
+		}
+	}
+}
+
 func TestPolicyCmd_Fmt(t *testing.T) {
 	t.Parallel()
 	p := filepath.Join(t.TempDir(), "p.rego")

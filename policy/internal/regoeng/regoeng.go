@@ -40,6 +40,7 @@ type Engine struct {
 	metrics metrics.Metrics // a no-op: OPA would allocate one per evaluation
 	reads   []InputRead     // see InputReads
 	readsOK bool
+	nondet  []string // see Nondeterministic
 }
 
 // query holds the prepared queries of one action.
@@ -105,6 +106,7 @@ func New(ctx context.Context, modules map[string]*ast.Module, data map[string]an
 	store := inmem.NewFromObject(data)
 	e := &Engine{queries: make(map[string]*query, len(actions)), metrics: metrics.NoOp()}
 	e.reads, e.readsOK = reads.reads()
+	e.nondet = nondeterministic(compiler)
 	for _, action := range actions {
 		q := &query{allow: -1, deny: -1, reasons: -1}
 		var elems []*ast.Term
@@ -144,6 +146,29 @@ func New(ctx context.Context, modules map[string]*ast.Module, data map[string]an
 		e.queries[action] = q
 	}
 	return e, nil
+}
+
+// Nondeterministic lists, sorted, the builtins the policy set calls that
+// OPA marks non-deterministic (time.now_ns, http.send, rand.intn, …):
+// their results change between evaluations of the same input, so a
+// decision of such a set must not be cached. Every module counts, called
+// or not, and a builtin mocked by a with modifier too.
+func (e *Engine) Nondeterministic() []string { return slices.Clone(e.nondet) }
+
+// nondeterministic reads the builtins the compiler found the modules to
+// need (its type checker records every builtin call).
+func nondeterministic(c *ast.Compiler) []string {
+	var out []string
+	if c.Required == nil {
+		return nil
+	}
+	for _, b := range c.Required.Builtins {
+		if b.Nondeterministic {
+			out = append(out, b.Name)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // reasonsNeedDeny reports whether every reasons rule of the action's

@@ -49,3 +49,27 @@ func TestEngine_HotQuery(t *testing.T) {
 		})
 	}
 }
+
+func TestEngine_Nondeterministic(t *testing.T) {
+	t.Parallel()
+	const pkg = "package sluice.resolve\n"
+	cases := []struct {
+		name string
+		srcs []string
+		want []string
+	}{
+		{"pure", []string{pkg + `allow if input.action == "resolve"`}, nil},
+		{"time", []string{pkg + `allow if time.weekday(time.now_ns()) == "Saturday"`}, []string{"time.now_ns"}},
+		{"several, sorted, once each", []string{pkg + "allow if rand.intn(\"x\", 10) < 5\nx := uuid.rfc4122(\"a\")\ny := rand.intn(\"y\", 2)"}, []string{"rand.intn", "uuid.rfc4122"}},
+		{"http.send in another package", []string{pkg + "allow := true", "package lib\nr := http.send({\"method\": \"GET\", \"url\": \"http://127.0.0.1:1\"})"}, []string{"http.send"}},
+		{"opa.runtime", []string{pkg + `allow if opa.runtime().env.X == "1"`}, []string{"opa.runtime"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := newEngine(t, tc.srcs...).Nondeterministic(); !slices.Equal(got, tc.want) {
+				t.Errorf("Nondeterministic() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
