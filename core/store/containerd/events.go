@@ -5,6 +5,7 @@ import (
 	"time"
 
 	eventtypes "github.com/containerd/containerd/api/events"
+	"github.com/containerd/containerd/v2/core/events"
 	"github.com/containerd/typeurl/v2"
 	"github.com/opencontainers/go-digest"
 
@@ -12,43 +13,102 @@ import (
 	"github.com/sluice-oci/sluice/core/store"
 )
 
+// Backoff of the event stream's resubscription.
+const (
+	minStreamBackoff = 100 * time.Millisecond
+	maxStreamBackoff = 10 * time.Second
+	// healthyStream is how long a stream must last (or it must have
+	// delivered an event) for the backoff to start again from the minimum.
+	healthyStream = 5 * time.Second
+)
+
 // Subscribe implements store.Subscriber over containerd's event service.
-// When the stream breaks it resubscribes with backoff; the channel closes
-// only when ctx is done.
+// The first subscription is made before Subscribe returns, so no event
+// after it is lost. When the stream breaks (containerd restarted) it
+// subscribes again with backoff, and once the new subscription is accepted
+// it sends a store.EventResync: events of the gap are lost and the consumer
+// must rescan. The backoff starts again from the minimum after a healthy
+// stream. The channel closes only when ctx is done.
 func (s *Store) Subscribe(ctx context.Context) (<-chan store.Event, error) {
 	out := make(chan store.Event, 64)
+	envs, errs, _ := s.subscribe(ctx)
 	go func() {
 		defer close(out)
-		backoff := 100 * time.Millisecond
-		for ctx.Err() == nil {
-			s.stream(ctx, out)
+		backoff := minStreamBackoff
+		for {
+			start := time.Now()
+			delivered := s.stream(ctx, envs, errs, out)
+			if ctx.Err() != nil {
+				return
+			}
+			if delivered || time.Since(start) >= healthyStream {
+				backoff = minStreamBackoff
+			}
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(backoff*2, maxStreamBackoff)
+				var ok bool
+				envs, errs, ok = s.subscribe(ctx)
+				if ok {
+					break
+				}
+			}
+			s.log.Info("containerd event stream re-established; rescanning", "namespace", s.namespace)
 			select {
+			case out <- store.Event{Type: store.EventResync}:
 			case <-ctx.Done():
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, 10*time.Second)
 		}
 	}()
 	return out, nil
 }
 
-func (s *Store) stream(ctx context.Context, out chan<- store.Event) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	envs, errs := s.client.EventService().Subscribe(ctx,
-		`topic~="/images/"`, `topic~="/content/"`)
+// subscribe opens an event stream; ok is false when containerd refused it
+// at once (it is down), the error is then logged at debug level.
+func (s *Store) subscribe(ctx context.Context) (<-chan *events.Envelope, <-chan error, bool) {
+	envs, errs := s.client.EventService().Subscribe(ctx, `topic~="/images/"`, `topic~="/content/"`)
+	// The client reports a refused subscription on errs before returning.
+	select {
+	case err := <-errs:
+		if ctx.Err() == nil {
+			s.log.Debug("containerd event subscription refused", "err", err)
+		}
+		return nil, nil, false
+	default:
+		return envs, errs, true
+	}
+}
+
+// stream forwards the events of one subscription until it breaks or ctx
+// is done, and reports whether it delivered any. A nil envs (the first
+// subscription was refused) returns at once.
+func (s *Store) stream(ctx context.Context, envs <-chan *events.Envelope, errs <-chan error, out chan<- store.Event) (delivered bool) {
+	if envs == nil {
+		return false
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			return
-		case err := <-errs:
+			return delivered
+		case err, ok := <-errs:
+			if !ok {
+				return delivered
+			}
 			if err != nil && ctx.Err() == nil {
 				s.log.Warn("containerd event stream ended; resubscribing", "err", err)
 			}
-			return
+			return delivered
 		case env := <-envs:
-			if env == nil || env.Namespace != s.namespace || env.Event == nil {
+			if env == nil {
+				continue
+			}
+			delivered = true
+			if env.Namespace != s.namespace || env.Event == nil {
 				continue
 			}
 			v, err := typeurl.UnmarshalAny(env.Event)
@@ -63,7 +123,7 @@ func (s *Store) stream(ctx context.Context, out chan<- store.Event) {
 			select {
 			case out <- ev:
 			case <-ctx.Done():
-				return
+				return delivered
 			}
 		}
 	}
