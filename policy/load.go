@@ -190,6 +190,12 @@ func classify(name string) fileKind {
 }
 
 func (r *reader) readFile(p, display string, dataPath []string) error {
+	if r.vc != nil && r.fsys == nil && classify(p) != kindBundle {
+		// Policy must be signed: a file beside the bundles would widen or
+		// replace what the signer decided, unchecked.
+		return &Error{Code: CodeLoad, Location: display,
+			Message: "unsigned policy file refused: a bundle verification key is set, so every policy path must be a signed bundle (.tar.gz)"}
+	}
 	bs, err := r.read(p)
 	if err != nil {
 		return &Error{Code: CodeLoad, Location: display, Message: "cannot read policy file", Err: err}
@@ -249,8 +255,18 @@ func (r *reader) addBundle(display string, bs []byte) error {
 	if err != nil {
 		return &Error{Code: CodeLoad, Location: display, Message: "bad bundle", Err: err}
 	}
+	// A compiled policy would be ignored: the Rego set evaluates modules
+	// only, and sluice has no OPA-Wasm or plan host. Never ignore policy.
+	if len(b.WasmModules) > 0 {
+		return &Error{Code: CodeLoad, Location: display + ":" + bundleFileName(b.WasmModules[0].Path),
+			Message: "OPA bundles with compiled Wasm policy (policy.wasm) are not supported: build the bundle from .rego (opa build without -t wasm), or give a sluice ABI .wasm module as its own --policy path"}
+	}
+	if len(b.PlanModules) > 0 {
+		return &Error{Code: CodeLoad, Location: display + ":" + bundleFileName(b.PlanModules[0].Path),
+			Message: "OPA bundles with compiled plans (plan.json) are not supported: build the bundle from .rego (opa build without -t plan)"}
+	}
 	for _, m := range b.Modules {
-		name := display + ":" + strings.TrimPrefix(path.Clean("/"+m.Path), "/")
+		name := display + ":" + bundleFileName(m.Path)
 		if err := r.addModule(name, m.Raw); err != nil {
 			return err
 		}
@@ -260,6 +276,10 @@ func (r *reader) addBundle(display string, bs []byte) error {
 	}
 	return nil
 }
+
+// bundleFileName is the path of a file inside a bundle, without a
+// leading slash.
+func bundleFileName(p string) string { return strings.TrimPrefix(path.Clean("/"+p), "/") }
 
 func (r *reader) verificationConfig() (*bundle.VerificationConfig, error) {
 	key := r.o.keyPEM

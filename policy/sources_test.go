@@ -185,7 +185,7 @@ func TestLoad_SignedBundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	keyFile := writeFile(t, dir, "key.pem", string(pubPEM))
-	s, err := policy.Load(t.Context(), []string{"../policies", signed}, policy.WithVerificationKeyFile(keyFile))
+	s, err := policy.Load(t.Context(), []string{signed}, policy.WithVerificationKeyFile(keyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
