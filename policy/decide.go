@@ -26,13 +26,33 @@ func (s *Set) Decide(ctx context.Context, action Action, in Input) (Decision, er
 	if in.Node == nil {
 		in.Node = s.o.node
 	}
-	rev := s.rev.Load()
+	for {
+		rev := s.rev.Load()
+		if d, ok := s.decide(ctx, rev, action, &in); ok {
+			return d, nil
+		}
+		// rev was retired before this decision pinned it: decide on the
+		// revision that replaced it, or deny when Close retired it (an
+		// error of its own, not an engine error: fail-open never applies).
+		if s.rev.Load() == rev {
+			err := &Error{Code: CodeClosed, Message: "the policy set is closed"}
+			return Decision{Allow: false, Reasons: []string{err.Error()}}, nil
+		}
+	}
+}
+
+// decide answers from the cache of rev or from its engines, which it pins
+// for the evaluation. ok is false, with nothing decided, when rev was
+// retired before it could pin them.
+func (s *Set) decide(ctx context.Context, rev *revision, action Action, in *Input) (_ Decision, ok bool) {
 	ai := actionIndex(action)
 
 	bp := s.bufs.Get().(*[]byte)
-	key := rev.proj.appendKey((*bp)[:0], &in)
+	key := rev.proj.appendKey((*bp)[:0], in)
 	e, hit := rev.cache.get(key)
 	if hit {
+		// The cache of a retired revision still answers as that revision
+		// would: the decision started before the reload.
 		*bp = key
 		s.bufs.Put(bp)
 		s.m.cacheHit.Inc()
@@ -41,9 +61,15 @@ func (s *Set) Decide(ctx context.Context, action Action, in Input) (Decision, er
 		}
 		d := e.d
 		d.Reasons = slices.Clip(d.Reasons) // appends by the caller copy
-		s.logDecision(ctx, rev, &in, d)
-		return d, nil
+		s.logDecision(ctx, rev, in, d)
+		return d, true
 	}
+	if !rev.acquire() {
+		*bp = key
+		s.bufs.Put(bp)
+		return Decision{}, false
+	}
+	defer rev.release()
 	if rev.cache != nil {
 		s.m.cacheMiss.Inc()
 	}
@@ -54,7 +80,7 @@ func (s *Set) Decide(ctx context.Context, action Action, in Input) (Decision, er
 	for i := range rev.sources {
 		src := &rev.sources[i]
 		start := time.Now()
-		sd, err := src.engine.Decide(ctx, action, in)
+		sd, err := src.engine.Decide(ctx, action, *in)
 		src.m.duration.Observe(time.Since(start).Seconds())
 		switch {
 		case err != nil:
@@ -91,8 +117,8 @@ func (s *Set) Decide(ctx context.Context, action Action, in Input) (Decision, er
 	}
 	*bp = key
 	s.bufs.Put(bp)
-	s.logDecision(ctx, rev, &in, d)
-	return Decision{Allow: d.Allow, Reasons: slices.Clip(d.Reasons)}, nil
+	s.logDecision(ctx, rev, in, d)
+	return Decision{Allow: d.Allow, Reasons: slices.Clip(d.Reasons)}, true
 }
 
 // engineError gives an engine error a code when it has none.

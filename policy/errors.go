@@ -23,6 +23,9 @@ const (
 	CodeUndefined = "policy_undefined"
 	// CodeInvalidAction: the action is none of advertise, serve, resolve.
 	CodeInvalidAction = "policy_invalid_action"
+	// CodeClosed: a decision asked of a Set after Close (a deny, also
+	// under fail-open).
+	CodeClosed = "policy_closed"
 )
 
 // Error is a coded policy error. Use errors.As to read the code:

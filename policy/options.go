@@ -28,7 +28,6 @@ type options struct {
 	data       map[string]any
 	cacheSize  int
 	debounce   time.Duration
-	closeGrace time.Duration
 }
 
 // WithWasm sets the opener of .wasm paths. Without it a .wasm path is a

@@ -24,7 +24,8 @@ type Set struct {
 	rev     atomic.Pointer[revision]
 	mirrors atomic.Pointer[[]string]
 	lastErr atomic.Pointer[errBox]
-	reload  sync.Mutex // one reload at a time
+	reload  sync.Mutex // one reload (or Close) at a time
+	closed  bool       // under reload
 	bufs    sync.Pool
 }
 
@@ -39,7 +40,47 @@ type revision struct {
 	cache   *cache
 	proj    *projection // nil: the whole input is the cache key
 	nondet  []string    // non-deterministic builtins the Rego set calls: no cache
+
+	// Decisions in flight pin the revision's engines (acquire, release):
+	// a revision replaced by a reload, or by Close, is retired and its
+	// engines close when the last decision using them is done, never
+	// under one (a closed engine errs, and fail-open would allow).
+	refs      atomic.Int64
+	retired   atomic.Bool
+	closeOnce sync.Once
 }
+
+// acquire pins the engines of rev for one decision. It fails once rev is
+// retired: the caller then decides on the revision that replaced it.
+func (rev *revision) acquire() bool {
+	rev.refs.Add(1)
+	if rev.retired.Load() {
+		rev.release()
+		return false
+	}
+	return true
+}
+
+// release unpins the engines; the last release of a retired revision
+// closes them.
+func (rev *revision) release() {
+	if rev.refs.Add(-1) == 0 && rev.retired.Load() {
+		rev.close()
+	}
+}
+
+// retire marks rev replaced; its engines close now when no decision uses
+// them, else at the last release. (acquire increments before it reads
+// retired and retire stores retired before it reads refs, so one of the
+// two sees the other: a decision never runs on a closed engine.)
+func (rev *revision) retire() {
+	rev.retired.Store(true)
+	if rev.refs.Load() == 0 {
+		rev.close()
+	}
+}
+
+func (rev *revision) close() { rev.closeOnce.Do(func() { closeSources(rev.sources) }) }
 
 type source struct {
 	name   string // "rego" or the .wasm path
@@ -59,7 +100,6 @@ func Load(ctx context.Context, paths []string, opts ...Option) (*Set, error) {
 	s := &Set{paths: slices.Clone(paths)}
 	s.o.cacheSize = DefaultCacheSize
 	s.o.debounce = 200 * time.Millisecond
-	s.o.closeGrace = 10 * time.Second
 	for _, opt := range opts {
 		opt(&s.o)
 	}
@@ -166,9 +206,15 @@ func (s *Set) LastError() error {
 	return nil
 }
 
-// Close closes the sources that hold resources (Wasm engines).
+// Close closes the sources that hold resources (Wasm engines), once the
+// decisions in flight are done. Decisions after Close deny.
 func (s *Set) Close() error {
-	closeSources(s.rev.Load().sources)
+	s.reload.Lock()
+	defer s.reload.Unlock()
+	if !s.closed {
+		s.closed = true
+		s.rev.Load().retire()
+	}
 	return nil
 }
 
@@ -179,6 +225,9 @@ func (s *Set) Close() error {
 func (s *Set) Reload(ctx context.Context) error {
 	s.reload.Lock()
 	defer s.reload.Unlock()
+	if s.closed {
+		return &Error{Code: CodeClosed, Message: "the policy set is closed"}
+	}
 	old := s.rev.Load()
 	rev, err := s.build(ctx, old)
 	if err != nil {
@@ -196,9 +245,7 @@ func (s *Set) Reload(ctx context.Context) error {
 	s.rev.Store(rev)
 	s.m.reloads.WithLabelValues("success").Inc()
 	s.log.InfoContext(ctx, "policy reloaded", "revision", rev.id, "previous", old.id, "sources", len(rev.sources))
-	if len(old.sources) > 0 {
-		// Decisions in flight may still use the old engines.
-		time.AfterFunc(s.o.closeGrace, func() { closeSources(old.sources) })
-	}
+	// Decisions in flight keep the old engines until they are done.
+	old.retire()
 	return nil
 }
