@@ -124,7 +124,8 @@ func runNode(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 	}
 	mir := mirror.New(router, mopts...)
 	api := registry.New(st, registry.WithMirror(mir), registry.WithPolicy(pol), registry.WithMetrics(m),
-		registry.WithLogger(log), registry.WithDefaultRegistry(cfg.DefaultRegistry), registry.WithPeerRateLimit(cfg.PeerRateLimit))
+		registry.WithLogger(log), registry.WithDefaultRegistry(cfg.DefaultRegistry), registry.WithPeerRateLimit(cfg.PeerRateLimit),
+		registry.WithClientStore(isContainerdStore(st))) // the local containerd is answered through peers only
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)

@@ -43,6 +43,13 @@ func openStore(ctx context.Context, uri, namespace string, log *slog.Logger) (st
 	return nil, nil, fmt.Errorf("--store %q: want containerd:///path/to/containerd.sock or oci:DIR", uri)
 }
 
+// isContainerdStore reports whether st is the node's containerd, the local
+// client's own store (the embedded oci store belongs to no client).
+func isContainerdStore(st store.Store) bool {
+	_, ok := st.(*containerd.Store)
+	return ok
+}
+
 // logStore says loudly which store and namespace the node serves: a node
 // serving an empty embedded store, or a containerd namespace that does not
 // exist, advertises nothing and looks healthy otherwise.

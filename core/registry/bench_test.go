@@ -143,9 +143,17 @@ func sendfileConn(c *net.TCPConn, path string) {
 // fetch GETs url and reads the body with a 1 MiB buffer (large reads
 // bypass the transport's bufio), returning the bytes read.
 func fetch(ctx context.Context, c *http.Client, url string, buf []byte) (int64, error) {
+	return fetchAs(ctx, c, url, "", buf)
+}
+
+// fetchAs is fetch with the peer header set to peer when it is not empty.
+func fetchAs(ctx context.Context, c *http.Client, url, peer string, buf []byte) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, err
+	}
+	if peer != "" {
+		req.Header.Set(registry.PeerHeader, peer)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -223,17 +231,19 @@ func BenchmarkBlobGET(b *testing.B) {
 	e := newBenchEnv(b, benchBlobSize)
 	path := "/v2/library/bench/blobs/" + e.layer.Digest.String()
 	buf := make([]byte, 1<<20)
-	get := func(url string) func() error {
+	getAs := func(url, peer string) func() error {
 		return func() error {
-			n, err := fetch(b.Context(), e.client, url, buf)
+			n, err := fetchAs(b.Context(), e.client, url, peer, buf)
 			if err == nil && n != e.layer.Size {
 				err = fmt.Errorf("read %d bytes of %d", n, e.layer.Size)
 			}
 			return err
 		}
 	}
-	// Warm the page cache and the connections.
-	for _, f := range []func() error{get(e.baseline + path), get(e.sluice + path)} {
+	get := func(url string) func() error { return getAs(url, "") }
+	// Warm the page cache and the connections (and, for peers, the
+	// verification of the file).
+	for _, f := range []func() error{get(e.baseline + path), get(e.sluice + path), getAs(e.sluice+path, "bench-peer")} {
 		if err := f(); err != nil {
 			b.Fatal(err)
 		}
@@ -249,6 +259,11 @@ func BenchmarkBlobGET(b *testing.B) {
 	b.Run("server=sluice", func(b *testing.B) {
 		b.SetBytes(e.layer.Size)
 		compare(b, get(e.baseline+path), get(e.sluice+path))
+	})
+	// A peer is served the verified file with sendfile too.
+	b.Run("server=sluice-peer", func(b *testing.B) {
+		b.SetBytes(e.layer.Size)
+		compare(b, get(e.baseline+path), getAs(e.sluice+path, "bench-peer"))
 	})
 }
 

@@ -49,6 +49,12 @@ func (c *call) notFound() error {
 
 func (c *call) serve() {
 	ctx := c.r.Context()
+	if c.peer == nil && c.clientStore {
+		// The local containerd asks for what its own store lacks or for a
+		// tag it must re-check upstream: never answer from that store.
+		c.servePeers(ctx)
+		return
+	}
 	desc, err := c.local(ctx)
 	switch {
 	case err == nil:
@@ -61,7 +67,17 @@ func (c *call) serve() {
 		c.fail(fmt.Errorf("store: %w", err))
 		return
 	}
-	if c.peer != nil || c.mirror == nil {
+	if c.peer != nil {
+		c.fail(c.notFound())
+		return
+	}
+	c.servePeers(ctx)
+}
+
+// servePeers answers the local client through peers, when the resolve
+// policy allows, or with a 404 at once.
+func (c *call) servePeers(ctx context.Context) {
+	if c.mirror == nil {
 		c.fail(c.notFound())
 		return
 	}

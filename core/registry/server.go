@@ -61,6 +61,9 @@ type Server struct {
 	log             *slog.Logger
 	verified        *verifyCache
 	peerLimit       *rate.Limiter
+	// clientStore: the store is the local client's own content store, so
+	// the local client is never answered from it.
+	clientStore bool
 }
 
 // Option configures a Server.
@@ -77,6 +80,16 @@ func WithMetrics(m *metrics.Metrics) Option { return func(s *Server) { s.metrics
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithClientStore says the store is the local client's own content store
+// (the node's containerd): its requests are then answered only through
+// peers, after the resolve policy, and otherwise with a 404 at once. The
+// client already holds everything in that store and asks sluice only for
+// what it lacks or must re-check (a moved tag, imagePullPolicy: Always),
+// which only peers or the upstream can answer. Peers are still served
+// from the store. The embedded oci-layout store belongs to no client and
+// keeps serving local requests (the default).
+func WithClientStore(own bool) Option { return func(s *Server) { s.clientStore = own } }
 
 // WithDefaultRegistry sets the registry of requests without ?ns=.
 func WithDefaultRegistry(r string) Option { return func(s *Server) { s.defaultRegistry = r } }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-oci/sluice/internal/cluster"
 	"github.com/sluice-oci/sluice/internal/ctrtest"
@@ -40,8 +41,20 @@ func TestConformance_Containerd(t *testing.T) {
 	sluice, suite, img, tarPath := setup(t)
 	d := ctrtest.Start(t)
 	importImage(t, sluice, "containerd://"+d.Socket, tarPath)
-	node := startNode(t, sluice, "conformance-ctrd", "containerd://"+d.Socket)
-	runBranches(t, suite, node, img)
+	holder := startNode(t, sluice, "conformance-ctrd", "containerd://"+d.Socket)
+	// A node never answers a loopback client from its containerd's store:
+	// that client is its own containerd, which must go to peers. The suite
+	// reaches the containerd node as a peer would, through a second node
+	// with an empty embedded store.
+	front := startNode(t, sluice, "conformance-front", "oci:"+filepath.Join(t.TempDir(), "oci"), holder.Addr)
+	if !cluster.WaitFor(t.Context(), 30*time.Second, func() bool {
+		hs, err1 := holder.Status(t.Context())
+		fs, err2 := front.Status(t.Context())
+		return err1 == nil && err2 == nil && fs.Ready && hs.AdvertisedKeys >= len(img.Blobs)+1
+	}) {
+		t.Fatal("the containerd node did not advertise the image to the front node")
+	}
+	runBranches(t, suite, front, img)
 }
 
 // setup builds sluice and the suite and writes the image's import tarball.
@@ -79,9 +92,9 @@ func importImage(t *testing.T, sluice, storeURI, tarPath string) {
 	}
 }
 
-func startNode(t *testing.T, sluice, name, storeURI string) *cluster.Node {
+func startNode(t *testing.T, sluice, name, storeURI string, bootstrap ...string) *cluster.Node {
 	t.Helper()
-	n, err := cluster.Start(t.Context(), sluice, cluster.Spec{Name: name, IP: "127.0.0.1", Store: storeURI, DataDir: t.TempDir()})
+	n, err := cluster.Start(t.Context(), sluice, cluster.Spec{Name: name, IP: "127.0.0.1", Store: storeURI, DataDir: t.TempDir()}, bootstrap...)
 	if err != nil {
 		t.Fatal(err)
 	}
