@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -62,10 +63,17 @@ func ParseBootstrap(s string) (Bootstrap, error) {
 	return Bootstrap{Static: ai}, nil
 }
 
+// dnsBootstrapDials bounds the addresses of one dns: entry asked for their
+// peer ID per bootstrap round. A headless service names every node: during
+// a rolling restart of N nodes, dialling all of them would cost N²
+// handshakes, while one live peer is enough to join the DHT.
+const dnsBootstrapDials = 4
+
 // bootstrapPeers returns the peers of every bootstrap entry, other than
-// self. DNS names are resolved and each address is asked for its peer ID
-// (discoverPeerID); entries that fail are reported in the joined error
-// while the others are still returned.
+// self. DNS names are resolved and a random subset of at most
+// dnsBootstrapDials addresses is asked for its peer ID (discoverPeerID), a
+// new subset every round; entries that fail are reported in the joined
+// error while the others are still returned.
 func (p *P2P) bootstrapPeers(ctx context.Context) ([]peer.AddrInfo, error) {
 	var (
 		mu   sync.Mutex
@@ -94,11 +102,7 @@ func (p *P2P) bootstrapPeers(ctx context.Context) ([]peer.AddrInfo, error) {
 			add(peer.AddrInfo{}, fmt.Errorf("bootstrap %s: %w", b, err))
 			continue
 		}
-		for _, ip := range ips {
-			ap := netip.AddrPortFrom(ip.Unmap(), b.Port)
-			if p.isSelf(ap) {
-				continue
-			}
+		for _, ap := range p.dnsSubset(ips, b.Port) {
 			wg.Go(func() {
 				id, err := discoverPeerID(ctx, ap, p.psk, p.key)
 				if err != nil {
@@ -112,6 +116,19 @@ func (p *P2P) bootstrapPeers(ctx context.Context) ([]peer.AddrInfo, error) {
 	}
 	wg.Wait()
 	return out, errors.Join(errs...)
+}
+
+// dnsSubset returns at most dnsBootstrapDials of ips (with port), other
+// than this node's own addresses, chosen at random.
+func (p *P2P) dnsSubset(ips []netip.Addr, port uint16) []netip.AddrPort {
+	aps := make([]netip.AddrPort, 0, len(ips))
+	for _, ip := range ips {
+		if ap := netip.AddrPortFrom(ip.Unmap(), port); !p.isSelf(ap) {
+			aps = append(aps, ap)
+		}
+	}
+	rand.Shuffle(len(aps), func(i, j int) { aps[i], aps[j] = aps[j], aps[i] })
+	return aps[:min(len(aps), dnsBootstrapDials)]
 }
 
 func tcpMultiaddr(ap netip.AddrPort) string {
