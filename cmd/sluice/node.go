@@ -98,6 +98,7 @@ func runNode(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 	}
 	router, err := routing.NewP2P(ctx, routing.P2PConfig{
 		ListenAddr: cfg.P2PAddr, DataDir: cfg.DataDir, RegistryPort: regPort, RegistryScheme: scheme,
+		RegistryIP: hostIP(cfg.RegistryAddr), AnnounceAddrs: cfg.P2PAnnounce,
 		PSK: psk, Bootstrap: cfg.Bootstrap, Logger: log,
 	})
 	if err != nil {

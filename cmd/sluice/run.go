@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,6 +22,7 @@ type runConfig struct {
 	Store, ContainerdNamespace         string
 	RegistryAddr, LocalAddr, P2PAddr   string
 	Bootstrap                          listFlag
+	P2PAnnounce                        listFlag
 	DataDir, Registries                string
 	Policy                             listFlag
 	PolicyVerificationKey              string
@@ -55,6 +57,7 @@ func runFlags(cfg *runConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.RegistryAddr, "registry-addr", ":5000", "registry listen address (peers and local containerd)")
 	fs.StringVar(&cfg.LocalAddr, "local-addr", "", "extra plain-HTTP loopback listener for the local containerd (e.g. 127.0.0.1:5002)")
 	fs.StringVar(&cfg.P2PAddr, "p2p-addr", ":5001", "libp2p listen address")
+	fs.Var(&cfg.P2PAnnounce, "p2p-announce", "extra address peers may reach this node's libp2p on, host:port or multiaddr (repeatable)")
 	fs.Var(&cfg.Bootstrap, "bootstrap", "bootstrap peer: /ip4/…/tcp/…/p2p/ID or dns:NAME:PORT (repeatable)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/sluice", "state directory (peer key, embedded store)")
 	fs.StringVar(&cfg.Registries, "registries", "", "k3s/RKE2 registries.yaml: its mirrors are the shared registries (default: share all)")
@@ -165,6 +168,20 @@ func (cfg *runConfig) storeURI() (uri, why string) {
 		return "containerd://" + found[0], "found containerd socket " + found[0]
 	}
 	return "containerd://" + found[0], "found several containerd sockets (" + strings.Join(found, ", ") + "), using the first; set --store to choose"
+}
+
+// hostIP returns the IP a listen address binds, invalid for ":5000" or a
+// host name.
+func hostIP(addr string) netip.Addr {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.IsUnspecified() {
+		return netip.Addr{}
+	}
+	return ip
 }
 
 // portOf returns the port of a listen address.

@@ -131,3 +131,16 @@ func TestContainerdSockets_K3sAndRKE2(t *testing.T) {
 		t.Errorf("default sockets %v lack the k3s/RKE2 socket", containerdSockets())
 	}
 }
+
+func TestHostIP(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]string{
+		":5000": "", "0.0.0.0:5000": "", "[::]:5000": "", "localhost:5000": "",
+		"127.0.0.2:5000": "127.0.0.2", "[fd00::7]:5000": "fd00::7",
+	} {
+		got := hostIP(addr)
+		if (want == "" && got.IsValid()) || (want != "" && got.String() != want) {
+			t.Errorf("hostIP(%q) = %v, want %q", addr, got, want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +35,9 @@ type NodeInfo struct {
 	RegistryPort uint16 `json:"registry_port"`
 	// Scheme is "http" or "https".
 	Scheme string `json:"scheme"`
+	// RegistryIP is set when the registry listens on one IP only: peers
+	// must use it. Absent when it listens on every interface.
+	RegistryIP string `json:"registry_ip,omitempty"`
 }
 
 func (i NodeInfo) valid() error {
@@ -42,6 +46,15 @@ func (i NodeInfo) valid() error {
 	}
 	if i.Scheme != "http" && i.Scheme != "https" {
 		return fmt.Errorf("scheme %q is not http or https", i.Scheme)
+	}
+	if i.RegistryIP != "" {
+		ip, err := netip.ParseAddr(i.RegistryIP)
+		if err != nil {
+			return fmt.Errorf("registry ip: %w", err)
+		}
+		if ip.IsUnspecified() || ip.IsMulticast() || ip.Zone() != "" {
+			return fmt.Errorf("registry ip %s is not a unicast address", ip)
+		}
 	}
 	return nil
 }
@@ -128,26 +141,37 @@ func maIP(a ma.Multiaddr) (netip.Addr, bool) {
 	return addr, true
 }
 
-// pickIP chooses the IP to reach a peer's registry on. announced are the
-// peer's libp2p addresses (provider record and peerstore), conns the remote
-// addresses of live connections to it. A live connection on an announced
-// IP wins: that path works. Otherwise the first announced IP of the same
-// kind as ours (loopback or not) is used, so nodes on 127.0.0.x find each
-// other while nodes on a LAN skip the peer's loopback, then any announced
-// IP, then the connection's IP.
-func pickIP(announced, conns []ma.Multiaddr, selfLoopback bool) (netip.Addr, bool) {
+// pickIP chooses the IP to reach a peer's registry on when there is no
+// live connection to it on one of its announced addresses. announced are
+// the peer's libp2p addresses (provider record and peerstore), conns the
+// remote addresses of connections to it, self this node's own IPs.
+// Announced IPs that this node announces too are skipped while others
+// remain: docker0, cni0 and kube-ipvs0 carry the same addresses on every
+// node, and they lead back to the requester itself. Then a connection on an
+// announced IP wins (that path works); then the first announced IP of the
+// same kind as ours (loopback or not), so nodes on 127.0.0.x find each
+// other while nodes on a LAN skip the peer's loopback; then any announced
+// IP; then the connection's IP.
+func pickIP(announced, conns []ma.Multiaddr, selfLoopback bool, self []netip.Addr) (netip.Addr, bool) {
 	seen := map[netip.Addr]bool{}
-	var ips []netip.Addr
+	var ips, shared []netip.Addr
 	for _, a := range announced {
 		if ip, ok := maIP(a); ok && !seen[ip] {
 			seen[ip] = true
-			ips = append(ips, ip)
+			if slices.Contains(self, ip) {
+				shared = append(shared, ip)
+			} else {
+				ips = append(ips, ip)
+			}
 		}
+	}
+	if len(ips) == 0 {
+		ips = shared
 	}
 	var connIPs []netip.Addr
 	for _, c := range conns {
 		if ip, ok := maIP(c); ok {
-			if seen[ip] {
+			if slices.Contains(ips, ip) {
 				return ip, true
 			}
 			connIPs = append(connIPs, ip)

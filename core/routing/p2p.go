@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -45,6 +46,13 @@ type P2PConfig struct {
 	// what peers are told about this node's registry (InfoProtocol).
 	RegistryPort   uint16
 	RegistryScheme string
+	// RegistryIP is the IP --registry-addr binds to, when it names one
+	// (not ":5000"): peers then reach the registry on it and on no other
+	// of the node's addresses.
+	RegistryIP netip.Addr
+	// AnnounceAddrs are extra addresses (host:port or TCP multiaddrs)
+	// announced beside the listen addresses, e.g. a NAT's public address.
+	AnnounceAddrs []string
 	// PSK, when set, makes the node join only the libp2p private network
 	// of nodes holding the same key.
 	PSK ipnet.PSK
@@ -104,6 +112,9 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 		cfg.RegistryScheme = "http"
 	}
 	self := NodeInfo{RegistryPort: cfg.RegistryPort, Scheme: cfg.RegistryScheme}
+	if ip := cfg.RegistryIP.Unmap(); ip.IsValid() && !ip.IsUnspecified() {
+		self.RegistryIP = ip.String()
+	}
 	if err := self.valid(); err != nil {
 		return nil, fmt.Errorf("p2p config: %w", err)
 	}
@@ -118,6 +129,14 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 			return nil, err
 		}
 		bootstrap = append(bootstrap, b)
+	}
+	var announce []ma.Multiaddr
+	for _, a := range cfg.AnnounceAddrs {
+		m, err := ParseListenAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("announce address: %w", err)
+		}
+		announce = append(announce, m)
 	}
 	key, err := LoadOrCreateKey(cfg.DataDir)
 	if err != nil {
@@ -134,6 +153,11 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 	}
 	if len(cfg.PSK) > 0 {
 		opts = append(opts, libp2p.PrivateNetwork(cfg.PSK))
+	}
+	if len(announce) > 0 {
+		opts = append(opts, libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
+			return append(slices.Clone(addrs), announce...)
+		}))
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {

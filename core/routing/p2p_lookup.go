@@ -66,8 +66,14 @@ func (p *P2P) Lookup(ctx context.Context, key string, count int) (<-chan Peer, e
 	return out, nil
 }
 
-// resolvePeer turns a provider record into a Peer: the IP from pickIP, the
-// port and scheme from the provider's NodeInfo.
+// resolvePeer turns a provider record into a Peer: the port and scheme
+// from the provider's NodeInfo, and the IP the provider's registry
+// listens on when it binds one, else the IP of a working libp2p
+// connection to it. Without a connection on one of its announced
+// addresses it is dialled (libp2p tries every announced address and keeps
+// one that answers), so a dead or shared address (docker0, an address
+// nothing listens on) is never picked while a working one exists; pickIP
+// is the fallback when the dial fails.
 func (p *P2P) resolvePeer(ctx context.Context, ai peer.AddrInfo) (Peer, bool) {
 	if len(ai.Addrs) > 0 {
 		p.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
@@ -79,15 +85,62 @@ func (p *P2P) resolvePeer(ctx context.Context, ai peer.AddrInfo) (Peer, bool) {
 		}
 		return Peer{}, false
 	}
+	mk := func(ip netip.Addr) Peer {
+		return Peer{ID: ai.ID.String(), Addr: netip.AddrPortFrom(ip, info.RegistryPort), Scheme: info.Scheme}
+	}
+	if info.RegistryIP != "" {
+		if ip, err := netip.ParseAddr(info.RegistryIP); err == nil {
+			return mk(ip), true
+		}
+	}
 	announced := slices.Concat(ai.Addrs, p.host.Peerstore().Addrs(ai.ID))
+	self := p.selfIPs()
+	if ip, ok := p.liveIP(ai.ID, announced, self); ok {
+		return mk(ip), true
+	}
+	if err := p.host.Connect(ctx, peer.AddrInfo{ID: ai.ID}); err == nil {
+		if ip, ok := p.liveIP(ai.ID, announced, self); ok {
+			return mk(ip), true
+		}
+	} else if ctx.Err() == nil {
+		p.log.Debug("resolve provider: dial", "peer", ai.ID, "error", err)
+	}
 	var conns []ma.Multiaddr
 	for _, c := range p.host.Network().ConnsToPeer(ai.ID) {
 		conns = append(conns, c.RemoteMultiaddr())
 	}
-	ip, ok := pickIP(announced, conns, p.loopback)
+	ip, ok := pickIP(announced, conns, p.loopback, self)
 	if !ok {
 		p.log.Debug("resolve provider: no address", "peer", ai.ID)
 		return Peer{}, false
 	}
-	return Peer{ID: ai.ID.String(), Addr: netip.AddrPortFrom(ip, info.RegistryPort), Scheme: info.Scheme}, true
+	return mk(ip), true
+}
+
+// liveIP returns the remote IP of a connection to id that is one of its
+// announced IPs and not one of ours: a path that works and leads to id.
+func (p *P2P) liveIP(id peer.ID, announced []ma.Multiaddr, self []netip.Addr) (netip.Addr, bool) {
+	for _, c := range p.host.Network().ConnsToPeer(id) {
+		ip, ok := maIP(c.RemoteMultiaddr())
+		if !ok || slices.Contains(self, ip) {
+			continue
+		}
+		for _, a := range announced {
+			if aip, ok := maIP(a); ok && aip == ip {
+				return ip, true
+			}
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// selfIPs returns the IPs this node announces.
+func (p *P2P) selfIPs() []netip.Addr {
+	var out []netip.Addr
+	for _, a := range p.host.Addrs() {
+		if ip, ok := maIP(a); ok {
+			out = append(out, ip)
+		}
+	}
+	return out
 }

@@ -75,6 +75,7 @@ func TestPickIP(t *testing.T) {
 		announced    []ma.Multiaddr
 		conns        []ma.Multiaddr
 		selfLoopback bool
+		self         []netip.Addr
 		want         string
 	}{
 		{name: "connection on an announced IP wins",
@@ -90,11 +91,20 @@ func TestPickIP(t *testing.T) {
 		{name: "unspecified ignored, connection used",
 			announced: m("/ip4/0.0.0.0/tcp/5001"), conns: m("/ip4/10.1.2.3/tcp/5001"), want: "10.1.2.3"},
 		{name: "ipv6", announced: m("/ip6/fd00::7/tcp/5001"), want: "fd00::7"},
+		{name: "an address we announce too (docker0) is skipped",
+			announced: m("/ip4/172.17.0.1/tcp/5001", "/ip4/10.0.0.5/tcp/5001"),
+			self:      []netip.Addr{netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("172.17.0.1")}, want: "10.0.0.5"},
+		{name: "a connection on a shared address is not trusted",
+			announced: m("/ip4/172.17.0.1/tcp/5001", "/ip4/10.0.0.5/tcp/5001"), conns: m("/ip4/172.17.0.1/tcp/41000"),
+			self: []netip.Addr{netip.MustParseAddr("172.17.0.1")}, want: "10.0.0.5"},
+		{name: "only shared addresses: still used",
+			announced: m("/ip4/127.0.0.1/tcp/5001"), selfLoopback: true,
+			self: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, want: "127.0.0.1"},
 		{name: "nothing", want: ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := pickIP(tc.announced, tc.conns, tc.selfLoopback)
+			got, ok := pickIP(tc.announced, tc.conns, tc.selfLoopback, tc.self)
 			if tc.want == "" {
 				if ok {
 					t.Fatalf("pickIP = %v, want none", got)

@@ -1,0 +1,71 @@
+package routing
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// TestP2P_ResolvePeerSkipsDeadAddress: a provider announces an address
+// nothing listens on (like a bridge address of another host) before its
+// real one, and the requester has no connection to it. The registry
+// address must be the one libp2p reaches it on, never the dead one.
+func TestP2P_ResolvePeerSkipsDeadAddress(t *testing.T) {
+	t.Parallel()
+	a := newTestNode(t, "127.0.0.2", 5302, P2PConfig{AnnounceAddrs: []string{"127.0.0.99:1"}})
+	b := newTestNode(t, "127.0.0.3", 5303, P2PConfig{})
+	var real, dead ma.Multiaddr
+	for _, m := range a.host.Addrs() {
+		if ip, _ := maIP(m); ip == netip.MustParseAddr("127.0.0.99") {
+			dead = m
+		} else {
+			real = m
+		}
+	}
+	if dead == nil || real == nil {
+		t.Fatalf("A announces %v, want its listen address and 127.0.0.99", a.host.Addrs())
+	}
+	for i := range 5 {
+		// B knows A's NodeInfo from an earlier connection, now closed.
+		if err := b.host.Connect(t.Context(), peer.AddrInfo{ID: a.ID(), Addrs: []ma.Multiaddr{real}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.info.fetch(t.Context(), a.ID()); err != nil {
+			t.Fatal(err)
+		}
+		_ = b.host.Network().ClosePeer(a.ID())
+		eventually(t, "connection closed", func() bool { return len(b.host.Network().ConnsToPeer(a.ID())) == 0 })
+
+		ctx, cancel := lookupCtx(t)
+		pr, ok := b.resolvePeer(ctx, peer.AddrInfo{ID: a.ID(), Addrs: []ma.Multiaddr{dead, real}})
+		cancel()
+		if !ok || pr.Addr != netip.MustParseAddrPort("127.0.0.2:5302") {
+			t.Fatalf("round %d: resolvePeer = %v, %v; want A at 127.0.0.2:5302", i, pr, ok)
+		}
+	}
+}
+
+// TestP2P_ResolvePeerUsesRegistryIP: a node whose registry binds one IP
+// tells peers so, and they use it whatever else it announces.
+func TestP2P_ResolvePeerUsesRegistryIP(t *testing.T) {
+	t.Parallel()
+	a := newTestNode(t, "127.0.0.4", 5304, P2PConfig{
+		ListenAddr: ":0", RegistryIP: netip.MustParseAddr("127.0.0.4")})
+	b := newTestNode(t, "127.0.0.5", 5305, P2PConfig{})
+	ctx, cancel := lookupCtx(t)
+	defer cancel()
+	pr, ok := b.resolvePeer(ctx, peer.AddrInfo{ID: a.ID(), Addrs: a.host.Addrs()})
+	if !ok || pr.Addr != netip.MustParseAddrPort("127.0.0.4:5304") {
+		t.Fatalf("resolvePeer = %v, %v; want A at 127.0.0.4:5304 (announced %v)", pr, ok, a.host.Addrs())
+	}
+}
+
+// lookupCtx bounds a resolvePeer call; a lookup has 20 ms by default,
+// this leaves slack for the race detector on a busy machine.
+func lookupCtx(t *testing.T) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(t.Context(), 2*time.Second)
+}
