@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 
@@ -185,17 +186,12 @@ func (c *call) serveLocalBlob(ctx context.Context, desc ocispec.Descriptor) erro
 		return fmt.Errorf("open blob: %w", err)
 	}
 	defer content.Close()
+	var pending *flight
 	if c.peer != nil {
 		// Bytes leaving the node are checked once per file version, so a
-		// blob corrupted on disk is never offered to a peer.
-		ok, err := c.verified.check(ctx, desc.Digest, content)
-		if err != nil {
-			return fmt.Errorf("verify %s: %w", desc.Digest, err)
-		}
-		if !ok {
-			c.metrics.LocalVerifyFailures.Inc()
-			c.log.Error("local blob does not match its digest; not serving it", "digest", desc.Digest)
-			return oci.Errorf(http.StatusNotFound, oci.CodeBlobUnknown, "blob %s failed verification on this node", desc.Digest)
+		// blob corrupted on disk is never completed to a peer.
+		if pending, err = c.verifyForPeer(desc.Digest, content); err != nil {
+			return err
 		}
 	}
 	size := content.Size()
@@ -235,15 +231,65 @@ func (c *call) serveLocalBlob(ctx context.Context, desc ocispec.Descriptor) erro
 		// Paced responses count as they go, so progress shows in metrics.
 		out = pacedWriter{ctx: ctx, w: c.w, l: c.peerLimit, count: c.countServed}
 	}
-	n, err := copyContent(out, content, rng)
+	var n int64
+	if pending != nil {
+		n, err = copyBehindHash(ctx, out, content, rng, pending)
+	} else {
+		n, err = copyContent(out, content, rng)
+	}
 	if !paced {
 		c.countServed(n)
 	}
 	if err != nil {
+		if errors.Is(err, errVerifyFailed) {
+			c.verifyFailed(desc.Digest)
+		}
 		c.log.Debug("blob copy ended early", "digest", desc.Digest, "sent", n, "err", err)
 		panic(http.ErrAbortHandler)
 	}
 	return nil
+}
+
+// verifyForPeer checks a blob file before it goes to a peer: a version
+// known good returns nil (sent with sendfile at once), one known bad a
+// 404; otherwise the flight of its hash, behind which the response
+// streams. Content that is not a file (the containerd content API) is
+// trusted to the backend, which verifies on write.
+func (c *call) verifyForPeer(d digest.Digest, content store.Content) (*flight, error) {
+	f, isFile := content.(store.Filer)
+	if !isFile {
+		return nil, nil
+	}
+	st, err := stampOf(f.OSFile())
+	if err != nil {
+		return nil, fmt.Errorf("verify %s: %w", d, err)
+	}
+	open := func() (store.Content, error) { return c.store.Open(context.WithoutCancel(c.r.Context()), d) }
+	known, ok, fl := c.verified.state(d, st, open)
+	if !known && c.r.Method != http.MethodHead {
+		// Most blobs hash within the grace: then a corrupt one is a clean
+		// 404 (the peer goes elsewhere) rather than an aborted body.
+		gctx, cancel := context.WithTimeout(c.r.Context(), verifyGrace)
+		_, done, good, err := fl.wait(gctx, math.MaxInt64)
+		cancel()
+		if done && err != nil {
+			return nil, fmt.Errorf("verify %s: %w", d, err)
+		}
+		known, ok = done, good
+	}
+	switch {
+	case !known:
+		return fl, nil
+	case !ok:
+		c.verifyFailed(d)
+		return nil, oci.Errorf(http.StatusNotFound, oci.CodeBlobUnknown, "blob %s failed verification on this node", d)
+	}
+	return nil, nil
+}
+
+func (c *call) verifyFailed(d digest.Digest) {
+	c.metrics.LocalVerifyFailures.Inc()
+	c.log.Error("local blob does not match its digest; not serving it", "digest", d)
 }
 
 // copyContent writes a range of content to w, through sendfile when the

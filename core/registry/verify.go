@@ -2,7 +2,10 @@ package registry
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"math"
 	"os"
 	"sync"
 	"syscall"
@@ -10,16 +13,31 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/sluice-oci/sluice/core/oci"
 	"github.com/sluice-oci/sluice/core/store"
 )
 
-// verifyCache remembers which blob files were hashed and matched, keyed by
-// the file's identity and change time, so each file version is hashed
-// once. A write to the file (which changes ctime) forces a new check.
+// verifyCache remembers the verdict on each blob file version (identity,
+// size, change times) and runs the hash of a version not yet judged: once
+// at a time whoever asks, in the background, so that it survives the
+// request that started it. Requests stream the file behind the hash's
+// progress (see flight) instead of waiting for it. A write to the file
+// (which changes ctime) makes it a new version, hashed again.
 type verifyCache struct {
-	mu  sync.Mutex
-	max int
-	m   map[digest.Digest]fileStamp
+	mu      sync.Mutex
+	max     int
+	m       map[digest.Digest]verdict
+	flights map[flightKey]*flight
+}
+
+type verdict struct {
+	stamp fileStamp
+	ok    bool
+}
+
+type flightKey struct {
+	d     digest.Digest
+	stamp fileStamp
 }
 
 type fileStamp struct {
@@ -29,51 +47,173 @@ type fileStamp struct {
 	mtime    time.Time
 }
 
+// verifyGrace is how long a peer's GET waits for the verdict on a blob
+// file not yet judged before it streams behind the hash instead: long
+// enough for most blobs on a warm disk (sha256 hashes about 20 MiB in
+// that time here), far below the requester's 5 s header timeout.
+const verifyGrace = 100 * time.Millisecond
+
+// hashChunk is how much the background hash reads at a time, and so how
+// far ahead of a waiting request it publishes progress.
+const hashChunk = 256 << 10
+
 func newVerifyCache(max int) *verifyCache {
-	return &verifyCache{max: max, m: map[digest.Digest]fileStamp{}}
+	return &verifyCache{max: max, m: map[digest.Digest]verdict{}, flights: map[flightKey]*flight{}}
 }
 
-// check reports whether content matches d. Content that is not a file
-// (the containerd content API) is trusted to the backend, which verifies
-// on write.
-func (v *verifyCache) check(ctx context.Context, d digest.Digest, c store.Content) (bool, error) {
-	f, ok := c.(store.Filer)
-	if !ok {
-		return true, nil
+// errFileChanged ends a hash whose file is no longer the version asked for.
+var errFileChanged = errors.New("blob file changed while being verified")
+
+// state returns the verdict on version st of d when known; otherwise the
+// hash of that version in flight, started with open (which must open the
+// blob afresh: the hash outlives the caller's handle) unless one runs.
+func (v *verifyCache) state(d digest.Digest, st fileStamp, open func() (store.Content, error)) (known, ok bool, f *flight) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if e, hit := v.m[d]; hit && e.stamp == st {
+		return true, e.ok, nil
 	}
-	st, err := stampOf(f.OSFile())
+	key := flightKey{d, st}
+	if f := v.flights[key]; f != nil {
+		return false, false, f
+	}
+	f = newFlight(st.size)
+	v.flights[key] = f
+	go v.run(key, f, open)
+	return false, false, f
+}
+
+// run hashes one file version and records the verdict. It is detached
+// from every request on purpose.
+func (v *verifyCache) run(key flightKey, f *flight, open func() (store.Content, error)) {
+	ok, err := v.hash(key, f, open)
+	v.mu.Lock()
+	delete(v.flights, key)
+	if err == nil {
+		if _, had := v.m[key.d]; !had && len(v.m) >= v.max {
+			for k := range v.m { // drop an arbitrary entry; a miss only costs a re-hash
+				delete(v.m, k)
+				break
+			}
+		}
+		v.m[key.d] = verdict{stamp: key.stamp, ok: ok}
+	}
+	v.mu.Unlock()
+	f.finish(ok, err)
+}
+
+func (v *verifyCache) hash(key flightKey, f *flight, open func() (store.Content, error)) (bool, error) {
+	if !key.d.Algorithm().Available() {
+		return false, nil
+	}
+	c, err := open()
 	if err != nil {
 		return false, err
 	}
-	v.mu.Lock()
-	cached, hit := v.m[d]
-	v.mu.Unlock()
-	if hit && cached == st {
-		return true, nil
+	defer c.Close()
+	fl, isFile := c.(store.Filer)
+	if !isFile {
+		return false, fmt.Errorf("verify %s: %w", key.d, errFileChanged)
 	}
-	if !d.Algorithm().Available() {
-		return false, nil
+	if st, err := stampOf(fl.OSFile()); err != nil || st != key.stamp {
+		return false, fmt.Errorf("verify %s: %w", key.d, errFileChanged)
 	}
-	h := d.Algorithm().Hash()
-	if _, err := io.Copy(h, io.NewSectionReader(ctxReaderAt{ctx, c}, 0, c.Size())); err != nil {
-		return false, err
-	}
-	if digest.NewDigest(d.Algorithm(), h) != d {
-		v.mu.Lock()
-		delete(v.m, d)
-		v.mu.Unlock()
-		return false, nil
-	}
-	v.mu.Lock()
-	if len(v.m) >= v.max {
-		for k := range v.m { // drop an arbitrary entry; a miss only costs a re-hash
-			delete(v.m, k)
-			break
+	h := key.d.Algorithm().Hash()
+	buf := make([]byte, hashChunk)
+	var off int64
+	for off < key.stamp.size {
+		n, err := c.ReadAt(buf[:min(int64(len(buf)), key.stamp.size-off)], off)
+		h.Write(buf[:n])
+		off += int64(n)
+		f.advance(off)
+		if err != nil && !(errors.Is(err, io.EOF) && off == key.stamp.size) {
+			return false, fmt.Errorf("verify %s: %w", key.d, err)
 		}
 	}
-	v.m[d] = st
-	v.mu.Unlock()
-	return true, nil
+	return digest.NewDigest(key.d.Algorithm(), h) == key.d, nil
+}
+
+// flight is a hash in progress: how many bytes from the start it has
+// read, then its verdict. Waiters are woken by closing changed.
+type flight struct {
+	mu      sync.Mutex
+	size    int64
+	hashed  int64
+	done    bool
+	ok      bool
+	err     error
+	changed chan struct{}
+}
+
+func newFlight(size int64) *flight { return &flight{size: size, changed: make(chan struct{})} }
+
+func (f *flight) advance(hashed int64) {
+	f.mu.Lock()
+	f.hashed = hashed
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+}
+
+func (f *flight) finish(ok bool, err error) {
+	f.mu.Lock()
+	f.done, f.ok, f.err = true, ok, err
+	close(f.changed)
+	f.mu.Unlock()
+}
+
+// wait returns once at least want bytes are hashed or the verdict is in
+// (want past the size waits for the verdict), or ctx is done.
+func (f *flight) wait(ctx context.Context, want int64) (hashed int64, done, ok bool, err error) {
+	for {
+		f.mu.Lock()
+		hashed, done, ok, err, ch := f.hashed, f.done, f.ok, f.err, f.changed
+		f.mu.Unlock()
+		if done || hashed >= want {
+			return hashed, done, ok, err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return hashed, false, false, ctx.Err()
+		}
+	}
+}
+
+// errVerifyFailed aborts a response whose blob did not match its digest.
+var errVerifyFailed = errors.New("blob does not match its digest")
+
+// copyBehindHash writes the window rng of a blob file that is being
+// verified: only bytes the hash has already read, and the window's last
+// byte only after the digest matched, so a client never completes a
+// corrupt blob. The first bytes go out as soon as the hash read them.
+func copyBehindHash(ctx context.Context, w io.Writer, content store.Content, rng oci.ByteRange, f *flight) (int64, error) {
+	end := rng.Start + rng.Length
+	var sent int64
+	for pos := rng.Start; pos < end; {
+		want := pos + 1
+		if want == end {
+			want = math.MaxInt64 // the last byte waits for the verdict
+		}
+		hashed, done, ok, err := f.wait(ctx, want)
+		switch {
+		case err != nil:
+			return sent, err
+		case done && !ok:
+			return sent, errVerifyFailed
+		}
+		limit := end
+		if !done {
+			limit = min(hashed, end-1)
+		}
+		n, err := copyContent(w, content, oci.ByteRange{Start: pos, Length: limit - pos})
+		sent += n
+		if err != nil {
+			return sent, err
+		}
+		pos = limit
+	}
+	return sent, nil
 }
 
 func stampOf(f *os.File) (fileStamp, error) {
@@ -87,17 +227,4 @@ func stampOf(f *os.File) (fileStamp, error) {
 		st.ctime = time.Unix(sys.Ctim.Sec, sys.Ctim.Nsec)
 	}
 	return st, nil
-}
-
-// ctxReaderAt stops a long hash when the request is cancelled.
-type ctxReaderAt struct {
-	ctx context.Context
-	r   io.ReaderAt
-}
-
-func (c ctxReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.ReadAt(p, off)
 }
