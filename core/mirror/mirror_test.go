@@ -38,7 +38,15 @@ type node struct {
 	handler http.Handler // wraps the registry, tests may replace
 }
 
-func newCluster(t *testing.T, n int) *cluster {
+// clusterCfg tunes the fetching side of every node in a test cluster.
+type clusterCfg struct {
+	opts []mirror.Option                     // extra mirror options
+	wrap func(routing.Router) routing.Router // wraps the router the mirror uses
+}
+
+func newCluster(t *testing.T, n int) *cluster { return newClusterWith(t, n, clusterCfg{}) }
+
+func newClusterWith(t *testing.T, n int, cfg clusterCfg) *cluster {
 	c := &cluster{net: routing.NewMemory()}
 	for i := range n {
 		nd := &node{id: fmt.Sprintf("node-%d", i+1), store: memory.New(), metrics: metrics.New(nil)}
@@ -48,7 +56,12 @@ func newCluster(t *testing.T, n int) *cluster {
 		}
 		addr := netip.MustParseAddrPort(ln.Addr().String())
 		nd.router = c.net.Node(nd.id, addr)
-		m := mirror.New(nd.router, mirror.WithSelf(nd.id), mirror.WithMetrics(nd.metrics), mirror.WithResolveTimeout(50*time.Millisecond))
+		var r routing.Router = nd.router
+		if cfg.wrap != nil {
+			r = cfg.wrap(r)
+		}
+		opts := append([]mirror.Option{mirror.WithSelf(nd.id), mirror.WithMetrics(nd.metrics), mirror.WithResolveTimeout(50 * time.Millisecond)}, cfg.opts...)
+		m := mirror.New(r, opts...)
 		reg := registry.New(nd.store, registry.WithMirror(m), registry.WithMetrics(nd.metrics))
 		nd.handler = reg
 		nd.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { nd.handler.ServeHTTP(w, r) }))

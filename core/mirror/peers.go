@@ -111,20 +111,36 @@ func (ps *peerSet) wait(ctx context.Context) bool {
 }
 
 // next returns a peer not tried yet, waiting for running lookups and, once
-// they are exhausted, starting a fresh one.
+// they are exhausted, starting a fresh one. Only for when nothing else is
+// in flight: it blocks.
 func (ps *peerSet) next(ctx context.Context) (routing.Peer, bool) {
 	if !ps.wait(ctx) && !(ps.relook(ctx) && ps.wait(ctx)) {
 		return routing.Peer{}, false
 	}
+	return ps.poll()
+}
+
+// poll returns a queued peer not tried yet, without waiting or looking up.
+func (ps *peerSet) poll() (routing.Peer, bool) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	if len(ps.queue) == 0 {
-		return routing.Peer{}, false
+	for len(ps.queue) > 0 {
+		p := ps.queue[0]
+		ps.queue = ps.queue[1:]
+		if ps.failed[p.ID] || ps.q.has(p.ID) {
+			continue
+		}
+		ps.failed[p.ID] = true // handed out once per request
+		return p, true
 	}
-	p := ps.queue[0]
-	ps.queue = ps.queue[1:]
-	ps.failed[p.ID] = true // handed out once per request
-	return p, true
+	return routing.Peer{}, false
+}
+
+// changed returns a channel closed when a lookup queues a peer or ends.
+func (ps *peerSet) changed() <-chan struct{} {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.notify
 }
 
 // relook starts a fresh lookup once the others are exhausted (a transfer
@@ -161,19 +177,29 @@ type answer struct {
 	idx    int
 }
 
-// first asks peers for path, starting with one and adding another each
-// time the hedge delay passes without an answer or an answer is unusable.
-// The first usable response wins; the others are cancelled.
+// first asks peers for path and returns the first usable response; the
+// others are cancelled. It is a small state machine:
+//
+//   - start: the first peer (waiting for the lookup if need be);
+//   - the hedge delay passes without a usable answer: another peer starts,
+//     and the timer re-arms, so every delay adds one more peer, up to
+//     maxPeers in flight (two stalled providers cost two delays, not the
+//     response timeout);
+//   - a hedge or a replacement is due but no peer is queued: it is owed,
+//     and starts when a running lookup finds one. The loop never blocks in
+//     a fresh lookup while a request is in flight: relooks are kept for
+//     when every peer failed (a peer died and another announced since);
+//   - an answer is unusable: the next queued peer starts at once; with
+//     nothing queued and nothing in flight, wait for lookups, then relook;
+//     with nothing left, fail (store.ErrNotFound).
 func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string, off int64) (*http.Response, routing.Peer, error) {
 	results := make(chan answer, m.maxPeers)
 	inflight := 0
 	var lastErr error
 	var cancels []context.CancelFunc
-	start := func() bool {
-		p, ok := peers.next(ctx)
-		if !ok {
-			return false
-		}
+	hedge := time.NewTimer(m.hedgeDelay)
+	defer hedge.Stop()
+	launch := func(p routing.Peer) {
 		rctx, cancel := context.WithCancel(ctx)
 		idx := len(cancels)
 		cancels = append(cancels, cancel)
@@ -182,7 +208,11 @@ func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string,
 			resp, err := m.do(rctx, p, method, path, off)
 			results <- answer{resp: resp, peer: p, err: err, cancel: cancel, idx: idx}
 		}()
-		return true
+		// Re-arm per start: the next hedge is one delay after this start.
+		hedge.Stop()
+		if inflight < m.maxPeers {
+			hedge.Reset(m.hedgeDelay)
+		}
 	}
 	winner := -1
 	defer func() {
@@ -202,12 +232,19 @@ func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string,
 			}
 		}(inflight)
 	}()
-	if !start() {
+	p, ok := peers.next(ctx)
+	if !ok {
 		return nil, routing.Peer{}, fmt.Errorf("no peer available: %w", store.ErrNotFound)
 	}
-	hedge := time.NewTimer(m.hedgeDelay)
-	defer hedge.Stop()
+	launch(p)
+	// owed: a start is due and waits for a lookup to queue a peer;
+	// owedHedge: it is a hedge (counted) rather than a replacement.
+	owed, owedHedge := false, false
 	for {
+		var found <-chan struct{}
+		if owed {
+			found = peers.changed()
+		}
 		select {
 		case a := <-results:
 			inflight--
@@ -219,12 +256,34 @@ func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string,
 			a.cancel()
 			lastErr = a.err
 			m.log.Debug("peer request failed", "peer", a.peer.ID, "path", path, "err", a.err)
-			if !start() && inflight == 0 {
-				return nil, routing.Peer{}, fmt.Errorf("every peer failed (last: %v): %w", lastErr, store.ErrNotFound)
+			if p, ok := peers.poll(); ok {
+				launch(p)
+				continue
 			}
+			if inflight > 0 {
+				owed = true
+				continue
+			}
+			if p, ok := peers.next(ctx); ok {
+				owed, owedHedge = false, false
+				launch(p)
+				continue
+			}
+			return nil, routing.Peer{}, fmt.Errorf("every peer failed (last: %v): %w", lastErr, store.ErrNotFound)
 		case <-hedge.C:
-			if start() {
+			if p, ok := peers.poll(); ok {
 				m.metrics.HedgedFetches.Inc()
+				launch(p)
+			} else {
+				owed, owedHedge = true, true
+			}
+		case <-found:
+			if p, ok := peers.poll(); ok {
+				if owedHedge {
+					m.metrics.HedgedFetches.Inc()
+				}
+				owed, owedHedge = false, false
+				launch(p)
 			}
 		case <-ctx.Done():
 			return nil, routing.Peer{}, ctx.Err()
