@@ -86,7 +86,7 @@ func TestMirror_HedgeRearmsPerStart(t *testing.T) {
 type lingeringRouter struct {
 	routing.Router
 	lookups atomic.Int32
-	late    []routing.Peer // sent on the first lookup after lateAfter
+	late    []routing.Peer // sent by the first lookup, after the delay "after"
 	after   time.Duration
 }
 
@@ -165,7 +165,10 @@ func TestMirror_HedgeStartsPeerFoundLater(t *testing.T) {
 	var rt *lingeringRouter
 	c := newClusterWith(t, 3, clusterCfg{
 		opts: []mirror.Option{mirror.WithHedgeDelay(10 * time.Millisecond), mirror.WithResolveTimeout(500 * time.Millisecond)},
-		wrap: func(r routing.Router) routing.Router { rt = &lingeringRouter{Router: r, after: 60 * time.Millisecond}; return rt },
+		wrap: func(r routing.Router) routing.Router {
+			rt = &lingeringRouter{Router: r, after: 60 * time.Millisecond}
+			return rt
+		},
 	})
 	img := buildImage(t, 64<<10)
 	l := img.Largest()
