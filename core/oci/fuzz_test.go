@@ -84,6 +84,11 @@ func FuzzParseRequest(f *testing.F) {
 		{"GET", "/v2/a/manifests/" + strings.Repeat("t", 200), ""},
 		{"GET", "/v2/a/manifests/v1", "ns=" + strings.Repeat("a", 300) + ".io"},
 		{"GET", "/v2/a/manifests/blobs/x", "ns=%00"},
+		{"GET", "/v2/library/alpine/blobs/" + fuzzDigest, "ns=REGISTRY.INTERNAL"},
+		{"GET", "/v2/library/alpine/manifests/3.20", "ns=Docker.IO:5000"},
+		{"GET", "/v2/library/alpine/manifests/3.20", "ns=docker.io&ns=quay.io"},
+		{"GET", "/v2/library/alpine/blobs/" + fuzzDigest, "ns=docker.io&ns=docker.io"},
+		{"GET", "/v2/library/alpine/blobs/" + fuzzDigest, "ns=&ns=quay.io"},
 	} {
 		f.Add(s.method, s.path, s.query)
 	}
@@ -93,6 +98,12 @@ func FuzzParseRequest(f *testing.F) {
 		if err != nil {
 			wantOCIError(t, err, http.StatusBadRequest, http.StatusNotFound, http.StatusMethodNotAllowed)
 			return
+		}
+		if q, qerr := url.ParseQuery(query); qerr == nil && len(q["ns"]) > 1 && req.Kind != KindBase {
+			t.Fatalf("%d ns parameters accepted: %+v", len(q["ns"]), req.Ref)
+		}
+		if req.Ref.Registry != strings.ToLower(req.Ref.Registry) {
+			t.Fatalf("registry %q not case-folded", req.Ref.Registry)
 		}
 		if method != http.MethodGet && method != http.MethodHead && req.Kind != KindBase {
 			t.Fatalf("%s %s accepted: %+v", method, path, req)
@@ -238,7 +249,7 @@ func FuzzParseRegistry(f *testing.F) {
 		{"", "docker.io"}, {"docker.io", ""}, {"index.docker.io", ""}, {"Registry-1.Docker.IO", ""},
 		{"quay.io:443", ""}, {"[::1]:5000", ""}, {"localhost", ""}, {"127.0.0.1:5000", ""},
 		{"a..b", ""}, {"../x", ""}, {"quay.io/../x", ""}, {strings.Repeat("a.", 200) + "io", ""},
-		{"", ""}, {"ghcr.io:99999", ""},
+		{"", ""}, {"ghcr.io:99999", ""}, {"REGISTRY.INTERNAL", ""}, {"", "Quay.IO:443"},
 	} {
 		f.Add(s.ns, s.def)
 	}
@@ -251,7 +262,7 @@ func FuzzParseRegistry(f *testing.F) {
 			}
 			return
 		}
-		if reg == "" || len(reg) > MaxNameLength || strings.ContainsAny(reg, "/?#@%\\ ") {
+		if reg == "" || len(reg) > MaxNameLength || strings.ContainsAny(reg, "/?#@%\\ ") || reg != strings.ToLower(reg) {
 			t.Fatalf("ParseRegistry(%q, %q) = %q", ns, def, reg)
 		}
 		if again, err := ParseRegistry(reg, ""); err != nil || again != reg {

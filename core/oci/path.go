@@ -103,7 +103,17 @@ func ParseRequest(method string, u *url.URL, defaultRegistry string) (Request, e
 	default:
 		return Request{}, Errorf(http.StatusNotFound, CodeNameUnknown, "unknown distribution API path")
 	}
-	registry, err := ParseRegistry(u.Query().Get("ns"), defaultRegistry)
+	ns := u.Query()["ns"]
+	if len(ns) > 1 {
+		// Which one would a policy have been asked about? Refuse rather
+		// than pick.
+		return Request{}, Errorf(http.StatusBadRequest, CodeNameInvalid, "%d ns parameters, want at most one", len(ns))
+	}
+	var registry string
+	if len(ns) == 1 {
+		registry = ns[0]
+	}
+	registry, err := ParseRegistry(registry, defaultRegistry)
 	if err != nil {
 		return Request{}, err
 	}
@@ -155,7 +165,7 @@ var anchoredDomain = regexp.MustCompile(`^(?:` + reference.DomainRegexp.String()
 var anchoredTag = regexp.MustCompile(`^(?:` + reference.TagRegexp.String() + `)$`)
 
 // ParseRegistry validates the ns value (a registry host, optionally with a
-// port) and normalises docker.io's aliases. Empty means defaultRegistry.
+// port) and normalises it (NormalizeRegistry). Empty means defaultRegistry.
 func ParseRegistry(ns, defaultRegistry string) (string, error) {
 	if ns == "" {
 		ns = defaultRegistry
@@ -166,10 +176,13 @@ func ParseRegistry(ns, defaultRegistry string) (string, error) {
 	return NormalizeRegistry(ns), nil
 }
 
-// NormalizeRegistry maps docker.io's aliases to docker.io.
+// NormalizeRegistry folds case (host names are case-insensitive, and a
+// policy compares them as strings) and maps docker.io's aliases to
+// docker.io.
 func NormalizeRegistry(host string) string {
-	switch strings.ToLower(host) {
-	case "index.docker.io", "registry-1.docker.io", "docker.io":
+	host = strings.ToLower(host)
+	switch host {
+	case "index.docker.io", "registry-1.docker.io":
 		return "docker.io"
 	}
 	return host
@@ -205,6 +218,11 @@ func ParseImageName(s string) (Reference, error) {
 		return Reference{}, fmt.Errorf("parse image name %q: no registry", s)
 	}
 	r := Reference{Registry: NormalizeRegistry(reference.Domain(n)), Repository: reference.Path(n)}
+	if !strings.ContainsAny(r.Registry, ".:") && r.Registry != "localhost" {
+		// "Upper/x" names the host "Upper" only by its capitals; folded,
+		// it would be a Docker Hub path, and no request can name it.
+		return Reference{}, fmt.Errorf("parse image name %q: registry %q is a host name only by its case", s, reference.Domain(n))
+	}
 	if r.Registry == "docker.io" && !strings.Contains(r.Repository, "/") {
 		// An alias (registry-1.docker.io/foo) gets the library/ prefix that
 		// docker.io/foo gets, so store names and requests agree.

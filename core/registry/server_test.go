@@ -90,6 +90,8 @@ func TestServer_API(t *testing.T) {
 		{name: "oversize name", method: "GET", path: "/v2/" + strings.Repeat("a", 300) + "/manifests/1.0", status: 400, code: "NAME_INVALID"},
 		{name: "invalid tag", method: "GET", path: "/v2/library/app/manifests/-bad", status: 400, code: "MANIFEST_INVALID"},
 		{name: "invalid ns", method: "GET", path: "/v2/library/app/manifests/1.0?ns=not_a_host!", status: 400, code: "NAME_INVALID"},
+		{name: "ns case-folded", method: "GET", path: "/v2/org/tool/manifests/v2?ns=GHCR.IO", status: 200},
+		{name: "two ns", method: "GET", path: "/v2/library/app/manifests/1.0?ns=docker.io&ns=ghcr.io", status: 400, code: "NAME_INVALID"},
 		{name: "unknown ns", method: "GET", path: "/v2/library/app/manifests/1.0?ns=quay.io", status: 404, code: "MANIFEST_UNKNOWN"},
 		{name: "push manifest", method: "PUT", path: "/v2/library/app/manifests/1.0", status: 405, code: "UNSUPPORTED"},
 		{name: "start upload", method: "POST", path: "/v2/library/app/blobs/uploads/", status: 405, code: "UNSUPPORTED"},
