@@ -18,6 +18,7 @@ type Metrics struct {
 	PeerFetchesInFlight prometheus.Gauge
 	HedgedFetches       prometheus.Counter
 	ResumedFetches      prometheus.Counter
+	PeerFetchRejected   prometheus.Counter // blob fetches refused because every fetch slot was busy
 }
 
 // New creates the collectors and registers them with reg (nil: a private
@@ -59,9 +60,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		ResumedFetches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_resumed_fetches_total", Help: "Blob fetches resumed on another peer with Range after a failure.",
 		}),
+		PeerFetchRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_peer_fetch_rejected_total", Help: "Blob fetches from peers refused with 404 because every fetch slot was busy.",
+		}),
 	}
 	reg.MustRegister(m.MirrorRequests, m.ResolveDuration, m.BytesServed, m.BytesFetched,
 		m.PeerVerifyFailures, m.LocalVerifyFailures, m.RequestDuration, m.PeerFetchesInFlight,
-		m.HedgedFetches, m.ResumedFetches)
+		m.HedgedFetches, m.ResumedFetches, m.PeerFetchRejected)
 	return m
 }

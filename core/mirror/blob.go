@@ -29,11 +29,15 @@ const chunkSize = 256 << 10
 // the digest matched: a mismatch aborts the response before the client
 // ever sees a complete body.
 func (m *Mirror) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, ref oci.Reference) error {
+	// Every fetch slot busy: 404 at once, so containerd goes to the next
+	// host now rather than queueing behind transfers until its own
+	// timeout.
 	select {
 	case m.sem <- struct{}{}:
 		defer func() { <-m.sem }()
-	case <-ctx.Done():
-		return ctx.Err()
+	default:
+		m.metrics.PeerFetchRejected.Inc()
+		return fmt.Errorf("all %d peer fetch slots busy: %w", cap(m.sem), store.ErrNotFound)
 	}
 	m.metrics.PeerFetchesInFlight.Inc()
 	defer m.metrics.PeerFetchesInFlight.Dec()

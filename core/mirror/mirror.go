@@ -76,7 +76,8 @@ func WithLogger(l *slog.Logger) Option { return func(m *Mirror) { m.log = l } }
 // (default 2 minutes).
 func WithQuarantine(d time.Duration) Option { return func(m *Mirror) { m.quarantine.ttl = d } }
 
-// WithMaxConcurrent bounds concurrent peer fetches (default 64).
+// WithMaxConcurrent bounds concurrent blob fetches from peers (default 64);
+// a blob asked for while every slot is busy gets 404 at once.
 func WithMaxConcurrent(n int) Option { return func(m *Mirror) { m.sem = make(chan struct{}, n) } }
 
 // New returns a Mirror that finds peers through r.
