@@ -114,7 +114,8 @@ type stream struct {
 	off              int64 // blob bytes read so far (all of them hashed by the end)
 	winStart, winEnd int64 // the client's window [start, end)
 	held             []byte
-	used             []routing.Peer
+	segs             []segment // which peer sent which part of the blob
+	marks            [][]byte  // hash state at the end of each segment (hasher-owned until finishHash)
 
 	// The hasher runs beside the copy: reads and writes to sockets in this
 	// goroutine, sha256 in another, so a transfer goes as fast as the
@@ -140,6 +141,10 @@ func (s *stream) startHasher() {
 	go func() {
 		defer close(s.hashed)
 		for b := range s.toHash {
+			if b == nil { // a segment ended: remember the state there
+				s.marks = append(s.marks, hashState(s.h))
+				continue
+			}
 			s.h.Write(b)
 			s.free <- b[:cap(b)]
 		}
@@ -165,9 +170,11 @@ func (s *stream) run(resp *http.Response, p routing.Peer) error {
 		}
 	}()
 	for {
-		s.used = append(s.used, p)
+		start := s.off
 		err := s.copyFrom(resp.Body)
 		resp.Body.Close()
+		s.segs = append(s.segs, segment{peer: p, start: start, end: s.off})
+		s.toHash <- nil
 		if err == nil {
 			break
 		}
@@ -191,9 +198,7 @@ func (s *stream) run(resp *http.Response, p routing.Peer) error {
 	s.finishHash()
 	hashing = false
 	if s.off != s.size || digest.NewDigest(s.ref.Digest.Algorithm(), s.h) != s.ref.Digest {
-		for _, u := range s.used {
-			s.m.badBytes(u, s.ref.Digest.String())
-		}
+		s.m.blame(s.ctx, s.ref, s.path, s.size, s.segs, s.marks, s.peers.remaining())
 		return fmt.Errorf("blob %s from peers does not match its digest: %w", s.ref.Digest, registry.ErrAborted)
 	}
 	if len(s.held) > 0 {

@@ -1,9 +1,10 @@
 // Package mirror fetches from peers what the local store lacks: it looks
 // providers up on the router within the resolve timeout, asks them with
-// hedging (a second peer starts when the first is slow), streams to the
-// client while hashing, never lets a digest mismatch complete as success
-// (the peer is quarantined and the next one tried), and resumes a blob
-// with Range on another peer when one dies mid-transfer.
+// hedging (one more peer each time the hedge delay passes without an
+// answer), streams to the client while hashing, never lets a digest
+// mismatch complete as success (the peer proven to have sent the wrong
+// bytes is quarantined and the next one tried), and resumes a blob with
+// Range on another peer when one dies mid-transfer.
 package mirror
 
 import (

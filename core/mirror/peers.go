@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -134,6 +135,13 @@ func (ps *peerSet) poll() (routing.Peer, bool) {
 		return p, true
 	}
 	return routing.Peer{}, false
+}
+
+// remaining returns the queued peers not tried yet, without taking them.
+func (ps *peerSet) remaining() []routing.Peer {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return slices.Clone(ps.queue)
 }
 
 // changed returns a channel closed when a lookup queues a peer or ends.
