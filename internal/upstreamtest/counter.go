@@ -1,0 +1,144 @@
+package upstreamtest
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// Kind groups requests by what they ask for.
+type Kind string
+
+// Request kinds.
+const (
+	KindManifest Kind = "manifest" // /v2/<name>/manifests/<ref>
+	KindBlob     Kind = "blob"     // /v2/<name>/blobs/<digest>
+	KindUpload   Kind = "upload"   // /v2/<name>/blobs/uploads/…
+	KindToken    Kind = "token"    // the token server
+	KindOther    Kind = "other"    // /v2/ and anything else
+)
+
+// KindOf classifies a request path.
+func KindOf(path string) Kind {
+	switch {
+	case path == tokenPath:
+		return KindToken
+	case strings.Contains(path, "/blobs/uploads"):
+		return KindUpload
+	case strings.Contains(path, "/blobs/"):
+		return KindBlob
+	case strings.Contains(path, "/manifests/"):
+		return KindManifest
+	}
+	return KindOther
+}
+
+// Request is one request the front of the registry answered.
+type Request struct {
+	Method string
+	Path   string
+	Query  string
+	Status int
+	// Bytes is the response body length written.
+	Bytes int64
+	// Authorization is the scheme of the Authorization header ("Basic",
+	// "Bearer") or empty.
+	Authorization string
+}
+
+// Stats adds up requests and response body bytes.
+type Stats struct {
+	Requests int
+	Bytes    int64
+}
+
+// Counter counts the requests and response bytes of a handler, per path
+// and per kind. Safe for concurrent use.
+type Counter struct {
+	mu  sync.Mutex
+	log []Request
+}
+
+// Wrap counts what h answers.
+func (c *Counter) Wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(cw, r)
+		scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		c.mu.Lock()
+		c.log = append(c.log, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+			Status: cw.status, Bytes: cw.n, Authorization: scheme})
+		c.mu.Unlock()
+	})
+}
+
+// Requests returns every request counted so far, in order.
+func (c *Counter) Requests() []Request {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Request(nil), c.log...)
+}
+
+// Path adds up the requests for one path (any method).
+func (c *Counter) Path(path string) Stats {
+	return c.sum(func(r Request) bool { return r.Path == path })
+}
+
+// Kind adds up the requests of one kind (any method).
+func (c *Counter) Kind(k Kind) Stats {
+	return c.sum(func(r Request) bool { return KindOf(r.Path) == k })
+}
+
+// Total adds up every request.
+func (c *Counter) Total() Stats { return c.sum(func(Request) bool { return true }) }
+
+// Reset forgets what was counted.
+func (c *Counter) Reset() {
+	c.mu.Lock()
+	c.log = nil
+	c.mu.Unlock()
+}
+
+func (c *Counter) sum(match func(Request) bool) Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var s Stats
+	for _, r := range c.log {
+		if match(r) {
+			s.Requests++
+			s.Bytes += r.Bytes
+		}
+	}
+	return s
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+	wrote  bool
+}
+
+func (w *countingWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+// Flush lets a reverse proxy stream through the counter.
+func (w *countingWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
