@@ -17,13 +17,16 @@ import (
 )
 
 // Import loads an OCI-layout or docker-save tar, as k3s does for air-gap
-// images: all platforms, each image pinned (io.cri-containerd.pinned) so
-// garbage collection keeps it, and every blob labelled with
+// images: all platforms the tar holds (platforms its index names but the
+// tar lacks are skipped, as `docker save` from Docker's containerd image
+// store and `ctr export` without --all-platforms write one platform under
+// a full index), each image pinned (io.cri-containerd.pinned) so garbage
+// collection keeps it, and every blob present labelled with
 // containerd.io/distribution.source.<registry>=<repository> so the node
 // knows which registry the content belongs to and shares it.
 func (s *Store) Import(ctx context.Context, r io.Reader) ([]string, error) {
 	ctx = s.ctx(ctx)
-	imgs, err := s.client.Import(ctx, r, ctr.WithAllPlatforms(true),
+	imgs, err := s.client.Import(ctx, r, ctr.WithAllPlatforms(true), ctr.WithSkipMissing(),
 		ctr.WithImageLabels(map[string]string{LabelPinned: "pinned"}))
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
