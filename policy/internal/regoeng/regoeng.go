@@ -156,19 +156,39 @@ func New(ctx context.Context, modules map[string]*ast.Module, data map[string]an
 func (e *Engine) Nondeterministic() []string { return slices.Clone(e.nondet) }
 
 // nondeterministic reads the builtins the compiler found the modules to
-// need (its type checker records every builtin call).
+// need (its type checker records every builtin call) and the builtins a
+// with modifier puts in place of a function (`with f as rand.intn`),
+// which the type checker does not count as calls.
 func nondeterministic(c *ast.Compiler) []string {
 	var out []string
-	if c.Required == nil {
-		return nil
-	}
-	for _, b := range c.Required.Builtins {
-		if b.Nondeterministic {
+	add := func(b *ast.Builtin) {
+		if b != nil && (b.Nondeterministic || clockDependent[b.Name]) {
 			out = append(out, b.Name)
 		}
 	}
+	if c.Required != nil {
+		for _, b := range c.Required.Builtins {
+			add(b)
+		}
+	}
+	for _, m := range c.Modules {
+		ast.WalkWiths(m, func(w *ast.With) bool {
+			switch v := w.Value.Value.(type) {
+			case ast.Ref, ast.Var:
+				add(ast.BuiltinMap[v.String()])
+			}
+			return false
+		})
+	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// clockDependent are builtins OPA does not mark non-deterministic that
+// still read the clock: certificate validity is checked against now.
+var clockDependent = map[string]bool{
+	"crypto.x509.parse_and_verify_certificates":              true,
+	"crypto.x509.parse_and_verify_certificates_with_options": true,
 }
 
 // reasonsNeedDeny reports whether every reasons rule of the action's

@@ -63,6 +63,13 @@ func TestEngine_Nondeterministic(t *testing.T) {
 		{"several, sorted, once each", []string{pkg + "allow if rand.intn(\"x\", 10) < 5\nx := uuid.rfc4122(\"a\")\ny := rand.intn(\"y\", 2)"}, []string{"rand.intn", "uuid.rfc4122"}},
 		{"http.send in another package", []string{pkg + "allow := true", "package lib\nr := http.send({\"method\": \"GET\", \"url\": \"http://127.0.0.1:1\"})"}, []string{"http.send"}},
 		{"opa.runtime", []string{pkg + `allow if opa.runtime().env.X == "1"`}, []string{"opa.runtime"}},
+		// A with modifier that puts a builtin in place of a function is no
+		// call to the type checker, but the builtin runs all the same.
+		{"rand.intn as a with value", []string{pkg + "pick(_, _) := 0\nallow if pick(\"k\", 2) == 0 with pick as rand.intn"}, []string{"rand.intn"}},
+		{"http.send as a with value in another package", []string{pkg + "import data.lib\nallow if lib.ok",
+			"package lib\nget(_) := {\"status_code\": 200}\nok if get({\"method\": \"GET\", \"url\": \"http://127.0.0.1:1\"}).status_code == 200 with get as http.send"}, []string{"http.send"}},
+		// OPA does not mark it, but it checks validity against the clock.
+		{"x509 verification", []string{pkg + `allow if { [ok, _] := crypto.x509.parse_and_verify_certificates(data.chain); ok }`}, []string{"crypto.x509.parse_and_verify_certificates"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
