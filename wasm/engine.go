@@ -37,6 +37,7 @@ type Engine struct {
 	log      *slog.Logger
 	errs     *prometheus.CounterVec
 	data     []byte // JSON data document for sluice_configure
+	memPages uint32 // linear memory cap: the configured cap less the tables
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
 	ownCache bool
@@ -94,14 +95,25 @@ func New(ctx context.Context, name string, module []byte, data map[string]any, o
 	if e.data, err = json.Marshal(data); err != nil {
 		return nil, e.newError(CodeConfigure, fmt.Errorf("encode data document: %w", err))
 	}
+	// The bounded pre-parse runs before wazero sees a byte: bytes it
+	// refuses are never compiled (wazero allocates what a module declares,
+	// and a failed allocation kills the process).
+	inst, err := instrument.Module(module, instrument.Limits{MemoryBytes: uint64(e.cfg.memPages) * instrument.PageBytes})
+	if err != nil {
+		return nil, e.newError(instrumentCode(err), err)
+	}
 	if e.cfg.cache == nil {
 		e.cfg.cache, e.ownCache = wazero.NewCompilationCache(), true
 	}
-	if e.rt, err = newRuntime(ctx, &e.cfg, name, e.log); err != nil {
+	// Tables live on the Go heap beside linear memory: their maxima come
+	// off the memory cap (the pre-parse checked that the memory's minimum
+	// still fits).
+	e.memPages = max(e.cfg.memPages-uint32(instrument.TablePages(inst.TableBytes)), 1)
+	if e.rt, err = newRuntime(ctx, &e.cfg, e.memPages, name, e.log); err != nil {
 		e.closeCache(ctx)
 		return nil, e.newError(CodeInstantiate, err)
 	}
-	if err := e.load(ctx, module); err != nil {
+	if err := e.load(ctx, inst.Module); err != nil {
 		_ = e.rt.Close(ctx)
 		e.closeCache(ctx)
 		return nil, err
@@ -109,19 +121,21 @@ func New(ctx context.Context, name string, module []byte, data map[string]any, o
 	return e, nil
 }
 
-func (e *Engine) load(ctx context.Context, module []byte) error {
-	inst, err := instrument.Module(module)
-	if err != nil {
-		// Let wazero name what is wrong with an invalid module; a valid one
-		// that cannot be instrumented uses what this host does not run.
-		cm, cerr := e.rt.CompileModule(ctx, module)
-		if cerr != nil {
-			return e.newError(CodeCompile, cerr)
-		}
-		_ = cm.Close(ctx)
-		return e.newError(CodeABI, err)
+// instrumentCode is the code of a pre-parse refusal.
+func instrumentCode(err error) Code {
+	switch {
+	case errors.Is(err, instrument.ErrLimit):
+		return CodeLimit
+	case errors.Is(err, instrument.ErrUnsupported):
+		return CodeABI
 	}
-	if e.compiled, err = e.rt.CompileModule(ctx, inst.Module); err != nil {
+	return CodeCompile
+}
+
+// load compiles the instrumented module, checks its ABI and fills the pool.
+func (e *Engine) load(ctx context.Context, module []byte) error {
+	var err error
+	if e.compiled, err = e.rt.CompileModule(ctx, module); err != nil {
 		return e.newError(CodeCompile, err)
 	}
 	if err := checkABI(e.compiled); err != nil {

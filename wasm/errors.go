@@ -14,6 +14,10 @@ type Code string
 const (
 	// CodeCompile: the bytes are not a valid Wasm module.
 	CodeCompile Code = "compile"
+	// CodeLimit: the module declares more than the host allows (vector
+	// counts, locals, tables without a small maximum, memory plus tables
+	// over the cap); refused before compilation.
+	CodeLimit Code = "limit"
 	// CodeABI: a required export is missing or has the wrong signature, or
 	// the module imports something the host does not provide.
 	CodeABI Code = "abi"

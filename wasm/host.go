@@ -19,13 +19,14 @@ var (
 	i64 = api.ValueTypeI64
 )
 
-// newRuntime returns a runtime with the limits of cfg, WASI preview 1 and
+// newRuntime returns a runtime with the limits of cfg (linear memory capped
+// at memPages), WASI preview 1 and
 // the sluice host module. Guests are stopped by their instance's watchdog
 // (watchdog.go) through the loop checks that internal/instrument inserts,
 // not by wazero's WithCloseOnContextDone, whose checks cost far more.
-func newRuntime(ctx context.Context, cfg *config, module string, log *slog.Logger) (wazero.Runtime, error) {
+func newRuntime(ctx context.Context, cfg *config, memPages uint32, module string, log *slog.Logger) (wazero.Runtime, error) {
 	rc := wazero.NewRuntimeConfig().
-		WithMemoryLimitPages(cfg.memPages).
+		WithMemoryLimitPages(memPages).
 		WithCompilationCache(cfg.cache)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {

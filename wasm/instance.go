@@ -230,7 +230,7 @@ func (x *instance) classify(err error) Code {
 // runtime said so, or memory is within one Go heap arena (4 MiB) of the cap.
 func (x *instance) atMemoryCap() bool {
 	const margin = 4 << 20
-	limit := uint64(x.e.cfg.memPages) << 16
+	limit := uint64(x.e.memPages) << 16
 	return x.stderr.oom || uint64(x.mem.Size())+margin >= limit
 }
 

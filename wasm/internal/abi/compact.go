@@ -29,6 +29,8 @@ const ExportDecideCompact = "sluice_decide_compact"
 //	124  mirrors: one string each
 //	     node labels: key string, value string each (sorted by key)
 //	     source labels: likewise
+//	     with CompactLists: one entry (u32 R, u32 P), then R strings
+//	     (source.registries) and P strings (source.repositories)
 //	     then the string bytes
 const (
 	CompactVersion    = 1
@@ -39,6 +41,7 @@ const (
 	CompactSource     = 1 << 3
 	CompactPinned     = 1 << 4 // source.pinned
 	CompactMirrors    = 1 << 5 // mirrors not null (possibly empty)
+	CompactLists      = 1 << 6 // source.registries/.repositories entries follow the source labels
 	compactStringsOff = 28
 )
 
@@ -67,6 +70,11 @@ func AppendCompact(dst []byte, action policy.Action, in *policy.Input) []byte {
 	nodeKeys := sortedKeys(keyStack[0][:0], in.Node, nil)
 	sourceKeys := sortedKeys(keyStack[1][:0], nil, in.Source)
 	nStrings := compactStrings + len(in.Mirrors) + 2*len(nodeKeys) + 2*len(sourceKeys)
+	var lists bool
+	if s := in.Source; s != nil && len(s.Registries)+len(s.Repositories) > 0 {
+		lists = true
+		nStrings += 1 + len(s.Registries) + len(s.Repositories)
+	}
 	dst = slices.Grow(dst, compactStringsOff+8*nStrings+64)
 	var flags uint32
 	if in.Reference != nil {
@@ -82,6 +90,9 @@ func AppendCompact(dst []byte, action policy.Action, in *policy.Input) []byte {
 		flags |= CompactSource
 		if in.Source.Pinned {
 			flags |= CompactPinned
+		}
+		if lists {
+			flags |= CompactLists
 		}
 	}
 	if in.Mirrors != nil {
@@ -132,6 +143,17 @@ func AppendCompact(dst []byte, action policy.Action, in *policy.Input) []byte {
 	for _, k := range sourceKeys {
 		w.put(k)
 		w.put(in.Source.Labels[k])
+	}
+	if lists {
+		binary.LittleEndian.PutUint32(w.dst[w.at:], uint32(len(in.Source.Registries)))
+		binary.LittleEndian.PutUint32(w.dst[w.at+4:], uint32(len(in.Source.Repositories)))
+		w.at += 8
+		for _, r := range in.Source.Registries {
+			w.put(r)
+		}
+		for _, r := range in.Source.Repositories {
+			w.put(r)
+		}
 	}
 	return w.dst
 }

@@ -58,6 +58,8 @@ func AppendInput(dst []byte, in *policy.Input) []byte {
 		dst = append(dst, `"pinned":`...)
 		dst = strconv.AppendBool(dst, s.Pinned)
 		dst, _ = appendLabels(dst, false, s.Labels)
+		dst = appendStrings(dst, "registries", s.Registries)
+		dst = appendStrings(dst, "repositories", s.Repositories)
 		dst = append(dst, '}')
 	}
 	dst = append(dst, `,"mirrors":`...)
@@ -170,4 +172,22 @@ func appendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// appendStrings appends ,"k":[…] unless l is empty (it follows "pinned",
+// so a comma is always due).
+func appendStrings(dst []byte, k string, l []string) []byte {
+	if len(l) == 0 {
+		return dst
+	}
+	dst = append(dst, `,"`...)
+	dst = append(dst, k...)
+	dst = append(dst, `":[`...)
+	for i, s := range l {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, s)
+	}
+	return append(dst, ']')
 }

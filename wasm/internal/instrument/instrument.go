@@ -1,29 +1,45 @@
-// Package instrument rewrites a Wasm module so that the host can stop it
-// cheaply: every loop header spends one unit of "fuel"; when the fuel is
-// out (every Fuel loop iterations) the guest refuels, steps out into Go
-// once and traps (unreachable) if the host set the "interrupt" global.
+// Package instrument checks and rewrites an untrusted Wasm module so that
+// the host can run it safely and stop it cheaply.
+//
+// First a bounded pre-parse (parse.go, limits.go) walks every section and
+// refuses a module whose declared counts, section sizes, locals, tables,
+// memories or segments exceed what its bytes or the host's limits allow:
+// wazero allocates what a module declares before reading it, and an
+// allocation the Go runtime cannot satisfy is a fatal error that kills the
+// process. Bytes the pre-parse refused are never handed to wazero.
+//
+// Then the rewrite makes every unit of guest work spend "fuel": every
+// function entry and loop header spends one unit; every bulk instruction
+// (memory.fill/copy/init, table.fill/copy/init/grow) spends one plus one
+// per 256 bytes (memory) or 32 entries (tables) before it runs. When the
+// fuel is out (every Fuel units) the guest refuels, steps out into Go once
+// and traps (unreachable) if the host set the "interrupt" global. After
+// every call of an imported (host) function the guest checks the
+// interrupt too, so a host call that ran into the deadline ends the call.
 //
 // wazero's own mechanism (RuntimeConfig.WithCloseOnContextDone) compiles
 // every loop header into a call out of native code into Go and back, and
 // starts a goroutine per call. Go's Wasm code opens a loop in every
 // function, so a decision paid hundreds of such exits (tens of
 // microseconds). The check inserted here is a load, a subtraction, a store
-// and a branch; the exit into Go happens once per Fuel iterations.
+// and a branch; the exit into Go happens once per Fuel units.
 //
 // The exit into Go is needed, not only the flag: native code cannot be
 // preempted, so a guest spinning in native code would hold up the Go
 // garbage collector's stop-the-world — and with it the very timer that
 // would set the flag — forever. `memory.grow 0` is the exit: wazero
-// implements it in Go, it changes nothing, and every sluice guest has a
-// memory (a module with loops and no memory fails to compile).
+// implements it in Go and it changes nothing. Every module with code must
+// therefore have a memory (sluice guests export theirs).
 //
 // The rewrite:
 //
-//   - appends two mutable i32 globals (indices after all existing ones, so
-//     no index of the module changes): the interrupt flag, exported as
-//     InterruptExport, and the fuel counter;
+//   - appends three mutable i32 globals (indices after all existing ones,
+//     so no index of the module changes): the interrupt flag, exported as
+//     InterruptExport, the fuel counter, and a scratch slot that holds the
+//     length operand of a bulk instruction while its fuel is charged;
 //
-//   - inserts the check after the opcode and block type of every `loop`:
+//   - inserts after the locals of every function body, and after the
+//     opcode and block type of every `loop`:
 //
 //     global.get $fuel; i32.const 1; i32.sub; global.set $fuel
 //     global.get $fuel; i32.eqz
@@ -33,23 +49,29 @@
 //     global.get $interrupt; if; unreachable; end
 //     end
 //
+//   - before every bulk instruction: the charge above with the length
+//     (`global.set $scratch; global.get $fuel; global.get $scratch;
+//     i32.const shift; i32.shr_u; i32.sub; i32.const 1; i32.sub; global.set
+//     $fuel`, refuelling when the fuel is below 1, then `global.get
+//     $scratch`); after every `call` of an imported function:
+//     `global.get $interrupt; if; unreachable; end`;
+//
 //   - turns a start section into the export StartExport, so that the host
 //     can run the start function under the same watchdog as any call
 //     (wazero would run it inside instantiation, where nothing can stop a
 //     loop);
 //
 //   - drops DWARF custom sections (.debug_*), whose code offsets would be
-//     stale; the name section stays.
+//     stale, and a malformed name section; a well-formed name section stays.
 //
 // Modules whose code refers to a global index that does not exist (which
-// the appended global would make valid), that already export one of the
+// an appended global would make valid), that already export one of the
 // reserved names, or that use instructions outside WebAssembly 2.0 (what
 // wazero accepts by default) are refused. The input is untrusted: no
 // panics, every length is checked.
 package instrument
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -61,8 +83,9 @@ const (
 	StartExport     = "sluice.start"
 )
 
-// Fuel is the number of loop iterations between two exits into Go, which
-// bounds how long an interrupt waits: a few microseconds of a tight loop.
+// Fuel is the number of units (function calls, loop iterations, 256-byte
+// blocks of bulk work) between two exits into Go, which bounds how long an
+// interrupt waits: a few microseconds of guest work.
 const Fuel = 4096
 
 // ErrInvalid is wrapped by every error of Module.
@@ -75,86 +98,53 @@ type Result struct {
 	// as StartExport: the host must call it once after instantiation,
 	// before anything else.
 	HasStart bool
+	// TableBytes is what the module's tables may cost on the host at their
+	// maxima: the host takes it off the linear memory cap.
+	TableBytes uint64
 }
 
 const (
-	secCustom    = 0
-	secImport    = 2
-	secGlobal    = 6
-	secExport    = 7
-	secStart     = 8
-	secCode      = 10
-	kindFunc     = 0x00
-	kindTable    = 0x01
-	kindMemory   = 0x02
-	kindGlobal   = 0x03
-	kindTag      = 0x04
-	opLoop       = 0x03
-	opGlobalGet  = 0x23
-	opGlobalSet  = 0x24
-	opI32Const   = 0x41
-	blockTypeNil = 0x40
+	kindFunc      = 0x00
+	kindTable     = 0x01
+	kindMemory    = 0x02
+	kindGlobal    = 0x03
+	opUnreachable = 0x00
+	opLoop        = 0x03
+	opIf          = 0x04
+	opEnd         = 0x0B
+	opCall        = 0x10
+	opDrop        = 0x1A
+	opGlobalGet   = 0x23
+	opGlobalSet   = 0x24
+	opMemoryGrow  = 0x40
+	opI32Const    = 0x41
+	opI32Eqz      = 0x45
+	opI32LtS      = 0x48
+	opI32Sub      = 0x6B
+	opI32ShrU     = 0x76
+	blockTypeNil  = 0x40
+
+	appendedGlobals = 3 // interrupt, fuel, scratch
 )
 
-type section struct {
-	id   byte
-	body []byte
-}
-
-// Module instruments a binary module (see the package comment).
-func Module(module []byte) (Result, error) {
-	r, err := instrument(module)
+// Module checks and instruments a binary module (see the package
+// comment) under lim. Its errors wrap ErrInvalid and one of ErrMalformed,
+// ErrLimit, ErrUnsupported.
+func Module(module []byte, lim Limits) (Result, error) {
+	r, err := instrument(module, lim)
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return r, nil
 }
 
-func instrument(module []byte) (Result, error) {
-	header := []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
-	if !bytes.HasPrefix(module, header) {
-		return Result{}, errors.New("not a Wasm 1.0 binary module")
+func instrument(b []byte, lim Limits) (Result, error) {
+	m, err := parse(b, lim)
+	if err != nil {
+		return Result{}, err
 	}
-	var sections []section
-	rd := reader{b: module, i: len(header)}
-	for rd.i < len(rd.b) {
-		id := rd.byte()
-		body := rd.bytes(int(rd.u32()))
-		if rd.err != nil {
-			return Result{}, rd.err
-		}
-		sections = append(sections, section{id, body})
-	}
-
-	var importedGlobals, definedGlobals uint32
-	var startFunc uint32
-	hasStart := false
-	for _, s := range sections {
-		var err error
-		switch s.id {
-		case secImport:
-			importedGlobals, err = countImportedGlobals(s.body)
-		case secGlobal:
-			r := reader{b: s.body}
-			definedGlobals = r.u32()
-			err = r.err
-		case secStart:
-			r := reader{b: s.body}
-			startFunc, hasStart = r.u32(), true
-			err = r.err
-		case secExport:
-			err = checkExports(s.body)
-		}
-		if err != nil {
-			return Result{}, err
-		}
-	}
-	interrupt := importedGlobals + definedGlobals
-	if interrupt < importedGlobals || interrupt+1 < interrupt {
-		return Result{}, errors.New("too many globals")
-	}
-
-	out := append([]byte(nil), header...)
+	interrupt := m.interrupt()
+	out := append(make([]byte, 0, len(b)+len(b)/4), header...)
 	wroteGlobal, wroteExport := false, false
 	emit := func(id byte, body []byte) {
 		out = append(out, id)
@@ -165,42 +155,36 @@ func instrument(module []byte) (Result, error) {
 	// that must follow them (custom sections aside).
 	flushBefore := func(id byte) {
 		if !wroteGlobal && order(id) > order(secGlobal) {
-			emit(secGlobal, appendGlobal(nil, 0))
+			emit(secGlobal, appendGlobals(nil, 0))
 			wroteGlobal = true
 		}
 		if !wroteExport && order(id) > order(secExport) {
-			emit(secExport, appendExports(nil, 0, interrupt, hasStart, startFunc))
+			emit(secExport, appendExports(m, interrupt))
 			wroteExport = true
 		}
 	}
-	for _, s := range sections {
+	for _, s := range m.sections {
 		switch s.id {
 		case secCustom:
-			if isDebugSection(s.body) {
-				continue
-			}
 			emit(s.id, s.body)
 		case secGlobal:
 			flushBefore(s.id)
-			body, err := addGlobal(s.body)
-			if err != nil {
-				return Result{}, err
-			}
-			emit(s.id, body)
+			r := reader{b: s.body}
+			n := r.u32()
+			emit(s.id, appendGlobals(s.body[r.i:], n))
 			wroteGlobal = true
+		case secTable:
+			flushBefore(s.id)
+			emit(s.id, appendTables(m.tables))
 		case secExport:
 			flushBefore(s.id)
-			body, err := addExports(s.body, interrupt, hasStart, startFunc)
-			if err != nil {
-				return Result{}, err
-			}
-			emit(s.id, body)
+			emit(s.id, appendExports(m, interrupt))
 			wroteExport = true
 		case secStart:
 			flushBefore(s.id) // dropped: exported as StartExport instead
 		case secCode:
 			flushBefore(s.id)
-			body, err := rewriteCode(s.body, interrupt)
+			body, err := rewriteCode(s.body, s.base, m)
 			if err != nil {
 				return Result{}, err
 			}
@@ -211,85 +195,17 @@ func instrument(module []byte) (Result, error) {
 		}
 	}
 	flushBefore(0xFF)
-	return Result{Module: out, HasStart: hasStart}, nil
+	if m.definedFuncs > 0 && !hasSection(m, secCode) {
+		return Result{}, fmt.Errorf("%w: %d functions without a code section", ErrMalformed, m.definedFuncs)
+	}
+	return Result{Module: out, HasStart: m.hasStart, TableBytes: m.tableEntries * TableEntryBytes}, nil
 }
 
-// rewriteCode instruments every function body of a code section.
-func rewriteCode(body []byte, interrupt uint32) ([]byte, error) {
-	r := reader{b: body}
-	n := r.u32()
-	out := binary.AppendUvarint(make([]byte, 0, len(body)+len(body)/8), uint64(n))
-	check := loopCheck(interrupt)
-	var fn []byte
-	for i := range n {
-		code := r.bytes(int(r.u32()))
-		if r.err != nil {
-			return nil, r.err
+func hasSection(m *module, id byte) bool {
+	for _, s := range m.sections {
+		if s.id == id {
+			return true
 		}
-		var err error
-		if fn, err = rewriteFunc(fn[:0], code, interrupt, check); err != nil {
-			return nil, fmt.Errorf("function body %d: %w", i, err)
-		}
-		out = binary.AppendUvarint(out, uint64(len(fn)))
-		out = append(out, fn...)
 	}
-	if r.err == nil && r.i != len(r.b) {
-		r.fail("trailing bytes in code section")
-	}
-	return out, r.err
-}
-
-// loopCheck is the code inserted at every loop header (package comment).
-func loopCheck(interrupt uint32) []byte {
-	fuel := interrupt + 1
-	global := func(dst []byte, op byte, idx uint32) []byte {
-		return binary.AppendUvarint(append(dst, op), uint64(idx))
-	}
-	var c []byte
-	c = global(c, opGlobalGet, fuel)
-	c = append(c, opI32Const, 1, 0x6B) // i32.sub
-	c = global(c, opGlobalSet, fuel)
-	c = global(c, opGlobalGet, fuel)
-	c = append(c, 0x45, 0x04, blockTypeNil) // i32.eqz; if
-	c = appendSLEB(append(c, opI32Const), Fuel)
-	c = global(c, opGlobalSet, fuel)
-	c = append(c, opI32Const, 0, 0x40, 0x00, 0x1A) // memory.grow 0; drop
-	c = global(c, opGlobalGet, interrupt)
-	c = append(c, 0x04, blockTypeNil, 0x00, 0x0B) // if; unreachable; end
-	return append(c, 0x0B)                        // end
-}
-
-func rewriteFunc(dst, code []byte, interrupt uint32, check []byte) ([]byte, error) {
-	r := reader{b: code}
-	groups := r.u32()
-	for range groups {
-		r.u32()  // count
-		r.byte() // valtype
-	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	dst = append(dst, code[:r.i]...)
-	for r.i < len(r.b) {
-		start := r.i
-		op := r.byte()
-		switch {
-		case op == opLoop:
-			r.blockType()
-			dst = append(dst, code[start:r.i]...)
-			dst = append(dst, check...)
-			continue
-		case op == opGlobalGet || op == opGlobalSet:
-			if idx := r.u32(); r.err == nil && idx >= interrupt {
-				return nil, fmt.Errorf("global index %d out of range", idx)
-			}
-		default:
-			r.immediates(op)
-		}
-		if r.err != nil {
-			return nil, r.err
-		}
-		dst = append(dst, code[start:r.i]...)
-	}
-	return dst, r.err
+	return false
 }

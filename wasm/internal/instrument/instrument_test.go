@@ -34,7 +34,7 @@ var spinModule = []byte{
 func TestModule_InterruptsLoop(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	res, err := Module(spinModule)
+	res, err := Module(spinModule, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestModule_Refuses(t *testing.T) {
 		"reserved export":     exportsReserved,
 		"unknown instruction": append(append([]byte(nil), spinModule[:len(spinModule)-7]...), 0x06, 0x00, 0x41, 0x07, 0x06, 0x00, 0x0B),
 	} {
-		if _, err := Module(m); !errors.Is(err, ErrInvalid) {
+		if _, err := Module(m, Limits{}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: Module = %v, want ErrInvalid", name, err)
 		}
 	}
@@ -85,6 +85,6 @@ func TestModule_Refuses(t *testing.T) {
 func FuzzModule(f *testing.F) {
 	f.Add(spinModule)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = Module(b)
+		_, _ = Module(b, Limits{})
 	})
 }

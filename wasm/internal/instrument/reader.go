@@ -2,6 +2,7 @@ package instrument
 
 import (
 	"fmt"
+	"unicode/utf8"
 )
 
 // appendSLEB appends v in signed LEB128 (the encoding of i32.const).
@@ -18,16 +19,65 @@ func appendSLEB(dst []byte, v int64) []byte {
 
 // reader decodes the binary format; the first error sticks.
 type reader struct {
-	b   []byte
-	i   int
-	err error
+	b    []byte
+	i    int
+	base int // offset of b in the module, for errors
+	err  error
 }
 
-func (r *reader) fail(format string, args ...any) {
+// fail records a malformed-module error at the current offset.
+func (r *reader) fail(format string, args ...any) { r.failKind(ErrMalformed, format, args...) }
+
+// failKind records an error of a kind (ErrMalformed, ErrLimit,
+// ErrUnsupported) and stops reading.
+func (r *reader) failKind(kind error, format string, args ...any) {
 	if r.err == nil {
-		r.err = fmt.Errorf("offset %d: "+format, append([]any{r.i}, args...)...)
+		r.err = fmt.Errorf("%w: offset %d: "+format, append([]any{kind, r.base + r.i}, args...)...)
 	}
 	r.i = len(r.b)
+}
+
+// left is the number of unread bytes.
+func (r *reader) left() int { return len(r.b) - r.i }
+
+// count reads the length of a vector whose entries take at least minBytes
+// each, refusing one longer than the bytes left or than limit.
+func (r *reader) count(what string, minBytes, limit int) uint32 {
+	n := r.u32()
+	switch {
+	case r.err != nil:
+	case uint64(n)*uint64(minBytes) > uint64(r.left()):
+		r.fail("%s: %d entries in %d bytes", what, n, r.left())
+	case uint64(n) > uint64(limit):
+		r.failKind(ErrLimit, "%s: %d, more than the host allows (%d)", what, n, limit)
+	}
+	if r.err != nil {
+		return 0
+	}
+	return n
+}
+
+// sub returns a reader of the next n bytes (a section or a body), whose
+// errors name offsets in the whole module.
+func (r *reader) sub(n int) reader {
+	base := r.base + r.i
+	return reader{b: r.bytes(n), base: base}
+}
+
+// name reads a length-prefixed UTF-8 string.
+func (r *reader) name() string {
+	b := r.bytes(int(r.u32()))
+	if r.err == nil && !utf8.Valid(b) {
+		r.fail("name is not valid UTF-8")
+	}
+	return string(b)
+}
+
+// end fails unless everything was read.
+func (r *reader) end(what string) {
+	if r.err == nil && r.i != len(r.b) {
+		r.fail("%d trailing bytes in %s", len(r.b)-r.i, what)
+	}
 }
 
 func (r *reader) byte() byte {
@@ -78,16 +128,24 @@ func (r *reader) u32() uint32 {
 	return uint32(v)
 }
 
-func (r *reader) limits() {
-	flags := r.byte()
-	if flags > 0x07 {
-		r.fail("bad limits flags %#x", flags)
-		return
+// limits reads the limits of a table or memory type (Wasm 2.0: no shared
+// or 64-bit memories); max is -1 when absent.
+func (r *reader) limits() (min uint32, max int64) {
+	switch flags := r.byte(); {
+	case r.err != nil:
+		return 0, -1
+	case flags > 0x01:
+		r.failKind(ErrUnsupported, "limits flags %#x (shared or 64-bit memory)", flags)
+		return 0, -1
+	case flags == 0x01:
+		min = r.u32()
+		max = int64(r.u32())
+		if r.err == nil && int64(min) > max {
+			r.fail("limits minimum %d over maximum %d", min, max)
+		}
+		return min, max
 	}
-	r.leb(10)
-	if flags&0x01 != 0 {
-		r.leb(10)
-	}
+	return r.u32(), -1
 }
 
 func isValType(c byte) bool {
@@ -125,7 +183,7 @@ func (r *reader) immediates(op byte) {
 	case op == 0x0C, op == 0x0D: // br, br_if
 		r.u32()
 	case op == 0x0E: // br_table
-		n := r.u32()
+		n := r.count("br_table labels", 1, 1<<30)
 		for i := uint32(0); i <= n && r.err == nil; i++ {
 			r.u32()
 		}
@@ -135,7 +193,7 @@ func (r *reader) immediates(op byte) {
 		r.u32()
 		r.u32()
 	case op == 0x1C: // select t*
-		n := r.u32()
+		n := r.count("select types", 1, 1<<30)
 		r.bytes(int(n))
 	case op >= 0x20 && op <= 0x22, op == 0x25, op == 0x26: // locals, table.get/set
 		r.u32()
@@ -163,7 +221,7 @@ func (r *reader) immediates(op byte) {
 	case op == 0xFD:
 		r.prefixFD()
 	default:
-		r.fail("unsupported instruction %#x", op)
+		r.failKind(ErrUnsupported, "instruction %#x", op)
 	}
 }
 
@@ -176,7 +234,7 @@ func (r *reader) prefixFC() {
 	case sub == 9, sub == 11, sub == 13, sub == 15, sub == 16, sub == 17:
 		r.u32()
 	default:
-		r.fail("unsupported instruction 0xfc %d", sub)
+		r.failKind(ErrUnsupported, "instruction 0xfc %d", sub)
 	}
 }
 
@@ -193,6 +251,6 @@ func (r *reader) prefixFD() {
 		r.byte()
 	case sub <= 255:
 	default:
-		r.fail("unsupported instruction 0xfd %d", sub)
+		r.failKind(ErrUnsupported, "instruction 0xfd %d", sub)
 	}
 }

@@ -1,10 +1,6 @@
 package instrument
 
-import (
-	"encoding/binary"
-	"fmt"
-	"strings"
-)
+import "encoding/binary"
 
 // order is the position a known section must take (WebAssembly 2.0 plus
 // the tag section of exception handling, between memory and global).
@@ -24,91 +20,34 @@ func order(id byte) int {
 	return int(id) * 10
 }
 
-func isDebugSection(body []byte) bool {
-	r := reader{b: body}
-	name := r.bytes(int(r.u32()))
-	return r.err == nil && strings.HasPrefix(string(name), ".debug_")
-}
-
-func countImportedGlobals(body []byte) (uint32, error) {
-	r := reader{b: body}
-	n := r.u32()
-	var globals uint32
-	for range n {
-		r.bytes(int(r.u32())) // module
-		r.bytes(int(r.u32())) // name
-		switch kind := r.byte(); kind {
-		case kindFunc:
-			r.u32()
-		case kindTable:
-			r.byte() // reftype
-			r.limits()
-		case kindMemory:
-			r.limits()
-		case kindGlobal:
-			r.byte() // valtype
-			r.byte() // mutability
-			globals++
-		case kindTag:
-			r.byte()
-			r.u32()
-		default:
-			r.fail("unknown import kind %#x", kind)
-		}
-		if r.err != nil {
-			return 0, r.err
-		}
-	}
-	return globals, r.err
-}
-
-func checkExports(body []byte) error {
-	r := reader{b: body}
-	n := r.u32()
-	for range n {
-		name := string(r.bytes(int(r.u32())))
-		r.byte()
-		r.u32()
-		if r.err != nil {
-			return r.err
-		}
-		if name == InterruptExport || name == StartExport {
-			return fmt.Errorf("module exports the reserved name %q", name)
-		}
-	}
-	return r.err
-}
-
-// appendGlobal returns a global section body of n existing entries (raw)
-// plus the interrupt global, (mut i32) = 0, and the fuel, (mut i32) = Fuel.
-func appendGlobal(entries []byte, n uint32) []byte {
-	out := binary.AppendUvarint(nil, uint64(n)+2)
+// appendGlobals returns a global section body of n existing entries
+// (raw) plus the appended globals: the interrupt, (mut i32) = 0, the fuel,
+// (mut i32) = Fuel, and the scratch slot, (mut i32) = 0.
+func appendGlobals(entries []byte, n uint32) []byte {
+	out := binary.AppendUvarint(nil, uint64(n)+appendedGlobals)
 	out = append(out, entries...)
-	out = append(out, 0x7F, 0x01, opI32Const, 0x00, 0x0B)
+	out = append(out, 0x7F, 0x01, opI32Const, 0x00, opEnd)
 	out = append(out, 0x7F, 0x01, opI32Const)
 	out = appendSLEB(out, Fuel)
-	return append(out, 0x0B)
+	out = append(out, opEnd)
+	return append(out, 0x7F, 0x01, opI32Const, 0x00, opEnd)
 }
 
-func addGlobal(body []byte) ([]byte, error) {
-	r := reader{b: body}
-	n := r.u32()
-	if r.err != nil {
-		return nil, r.err
+// appendExports returns the export section body: the module's exports
+// plus the interrupt global and, when the module had a start function,
+// StartExport.
+func appendExports(m *module, interrupt uint32) []byte {
+	n := uint64(len(m.exports)) + 1
+	if m.hasStart {
+		n++
 	}
-	return appendGlobal(body[r.i:], n), nil
-}
-
-func appendExports(entries []byte, n, interrupt uint32, hasStart bool, start uint32) []byte {
-	extra := uint64(1)
-	if hasStart {
-		extra++
+	out := binary.AppendUvarint(nil, n)
+	for _, e := range m.exports {
+		out = append(out, e...)
 	}
-	out := binary.AppendUvarint(nil, uint64(n)+extra)
-	out = append(out, entries...)
 	out = appendExport(out, InterruptExport, kindGlobal, interrupt)
-	if hasStart {
-		out = appendExport(out, StartExport, kindFunc, start)
+	if m.hasStart {
+		out = appendExport(out, StartExport, kindFunc, m.startFunc)
 	}
 	return out
 }
@@ -120,11 +59,14 @@ func appendExport(dst []byte, name string, kind byte, index uint32) []byte {
 	return binary.AppendUvarint(dst, uint64(index))
 }
 
-func addExports(body []byte, interrupt uint32, hasStart bool, start uint32) ([]byte, error) {
-	r := reader{b: body}
-	n := r.u32()
-	if r.err != nil {
-		return nil, r.err
+// appendTables returns a table section body with every table's maximum
+// written out (a missing one is the minimum).
+func appendTables(tables []tableType) []byte {
+	out := binary.AppendUvarint(nil, uint64(len(tables)))
+	for _, t := range tables {
+		out = append(out, t.ref, 0x01)
+		out = binary.AppendUvarint(out, uint64(t.min))
+		out = binary.AppendUvarint(out, uint64(t.max))
 	}
-	return appendExports(body[r.i:], n, interrupt, hasStart, start), nil
+	return out
 }
