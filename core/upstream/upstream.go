@@ -121,6 +121,11 @@ func (c *Client) resolver(registry string) (remotes.Resolver, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.resolverFor(eps), nil
+}
+
+// resolverFor makes a resolver over the given endpoints, in order.
+func (c *Client) resolverFor(eps []Endpoint) remotes.Resolver {
 	creds := map[string]Endpoint{}
 	for _, e := range eps {
 		if _, ok := creds[e.host.Host]; !ok {
@@ -143,7 +148,7 @@ func (c *Client) resolver(registry string) (remotes.Resolver, error) {
 	return docker.NewResolver(docker.ResolverOptions{
 		Hosts:   func(string) ([]docker.RegistryHost, error) { return hosts, nil },
 		Headers: hdr,
-	}), nil
+	})
 }
 
 // Resolve asks the upstream, now, what ref names: a tag gives the digest,
@@ -219,30 +224,64 @@ func (c *Client) Blob(ctx context.Context, ref oci.Reference, dgst digest.Digest
 		return nil, fmt.Errorf("upstream blob %s: %w", ref, err)
 	}
 	ref.Tag, ref.Digest = "", dgst
+	eps, err := c.Endpoints(ref.Registry)
+	if err != nil {
+		return nil, err
+	}
 	desc := ocispec.Descriptor{MediaType: "application/octet-stream", Digest: dgst, Size: size}
 	if size < 0 {
-		d, err := c.Resolve(ctx, ref)
+		d, i, err := c.stat(ctx, ref, eps)
 		if err != nil {
 			return nil, err
 		}
-		desc.Size = d.Size
+		// Read from the endpoint that had it, falling back to later ones.
+		desc.Size, eps = d.Size, eps[i:]
 	}
-	rc, err := c.open(ctx, ref, desc)
+	rc, err := c.openFrom(ctx, eps, ref, desc)
 	if err != nil {
 		return nil, err
 	}
 	return &Blob{ReadCloser: rc, Descriptor: desc}, nil
 }
 
+// stat finds the size of a digest: containerd's Resolve on one endpoint at
+// a time (a HEAD on manifests, then on blobs), the next endpoint on any
+// error. Across all endpoints at once, a 5xx from one mirror would stop
+// containerd's fallback from the manifests path to the blobs path.
+func (c *Client) stat(ctx context.Context, ref oci.Reference, eps []Endpoint) (ocispec.Descriptor, int, error) {
+	var errs []error
+	notFound := true
+	for i := range eps {
+		_, d, err := c.resolverFor(eps[i:i+1]).Resolve(ctx, ref.String())
+		if err == nil {
+			return d, i, nil
+		}
+		if ctx.Err() != nil {
+			return ocispec.Descriptor{}, 0, classify("resolve", ref, err)
+		}
+		notFound = notFound && errdefs.IsNotFound(err)
+		errs = append(errs, fmt.Errorf("%s: %w", eps[i].URL, err))
+	}
+	err := errors.Join(errs...)
+	if notFound {
+		err = fmt.Errorf("%w: %w", errdefs.ErrNotFound, err)
+	}
+	return ocispec.Descriptor{}, 0, classify("resolve", ref, err)
+}
+
 // open fetches desc with containerd's fetcher (endpoints in order, the
 // manifests or blobs path by media type), waits for the first response and
 // verifies what is read.
 func (c *Client) open(ctx context.Context, ref oci.Reference, desc ocispec.Descriptor) (io.ReadCloser, error) {
-	r, err := c.resolver(ref.Registry)
+	eps, err := c.Endpoints(ref.Registry)
 	if err != nil {
 		return nil, err
 	}
-	f, err := r.Fetcher(ctx, ref.String())
+	return c.openFrom(ctx, eps, ref, desc)
+}
+
+func (c *Client) openFrom(ctx context.Context, eps []Endpoint, ref oci.Reference, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	f, err := c.resolverFor(eps).Fetcher(ctx, ref.String())
 	if err != nil {
 		return nil, classify("fetch", ref, err)
 	}

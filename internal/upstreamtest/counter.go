@@ -1,6 +1,9 @@
 package upstreamtest
 
 import (
+	"bufio"
+	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -62,14 +65,23 @@ type Counter struct {
 // Wrap counts what h answers.
 func (c *Counter) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
-		h.ServeHTTP(cw, r)
 		scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		c.mu.Lock()
 		c.log = append(c.log, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
-			Status: cw.status, Bytes: cw.n, Authorization: scheme})
+			Status: http.StatusOK, Authorization: scheme})
+		i := len(c.log) - 1
 		c.mu.Unlock()
+		h.ServeHTTP(&countingWriter{ResponseWriter: w, c: c, i: i}, r)
 	})
+}
+
+// update changes the record of request i.
+func (c *Counter) update(i int, f func(*Request)) {
+	c.mu.Lock()
+	if i < len(c.log) { // not Reset since
+		f(&c.log[i])
+	}
+	c.mu.Unlock()
 }
 
 // Requests returns every request counted so far, in order.
@@ -112,24 +124,31 @@ func (c *Counter) sum(match func(Request) bool) Stats {
 	return s
 }
 
+// countingWriter records the status and counts body bytes as they are
+// written: before they can reach the client, so a client that has read a
+// body always finds it counted.
 type countingWriter struct {
 	http.ResponseWriter
-	status int
-	n      int64
-	wrote  bool
+	c     *Counter
+	i     int
+	wrote bool
 }
 
 func (w *countingWriter) WriteHeader(code int) {
 	if !w.wrote {
-		w.status, w.wrote = code, true
+		w.wrote = true
+		w.c.update(w.i, func(r *Request) { r.Status = code })
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *countingWriter) Write(b []byte) (int, error) {
 	w.wrote = true
+	w.c.update(w.i, func(r *Request) { r.Bytes += int64(len(b)) })
 	n, err := w.ResponseWriter.Write(b)
-	w.n += int64(n)
+	if n < len(b) {
+		w.c.update(w.i, func(r *Request) { r.Bytes -= int64(len(b) - n) })
+	}
 	return n, err
 }
 
@@ -138,6 +157,15 @@ func (w *countingWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// Hijack lets the front hang up on a client.
+func (w *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, fmt.Errorf("upstreamtest: %T cannot hijack", w.ResponseWriter)
+	}
+	return hj.Hijack()
 }
 
 // Unwrap gives http.ResponseController the writer underneath.

@@ -78,6 +78,10 @@ func (r *Registry) pushBlob(ctx context.Context, repo string, d digest.Digest, b
 	if err != nil {
 		return fmt.Errorf("upload location: %w", err)
 	}
+	if prefix := strings.TrimSuffix(r.opts.Prefix, "/"); !loc.IsAbs() && !strings.HasPrefix(loc.Path, prefix+"/") {
+		// distribution leaves its prefix out of relative upload URLs.
+		loc.Path = prefix + loc.Path
+	}
 	base, _ := url.Parse(r.backend.URL)
 	u := base.ResolveReference(loc)
 	q := u.Query()

@@ -84,6 +84,7 @@ type Registry struct {
 	tokens  *tokenServer
 	cancel  context.CancelFunc
 	down    atomic.Bool
+	status  atomic.Int32
 }
 
 // Start runs a registry until the test ends.
@@ -182,6 +183,10 @@ func start(dir string, o Options) (*Registry, error) {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
 		}
+		if code := int(r.status.Load()); code != 0 {
+			http.Error(w, http.StatusText(code), code)
+			return
+		}
 		mux.ServeHTTP(w, req)
 	})
 	r.front = &httptest.Server{Listener: ln, Config: &http.Server{Handler: r.Counter.Wrap(front)}}
@@ -211,6 +216,10 @@ func newApp(ctx context.Context, cfg *configuration.Configuration) (app *handler
 // SetDown makes the front hang up on every request (true) or answer again
 // (false): an upstream that is down.
 func (r *Registry) SetDown(down bool) { r.down.Store(down) }
+
+// SetStatus makes the front answer every request with an empty response
+// of this status (e.g. 503); 0 restores normal answers.
+func (r *Registry) SetStatus(code int) { r.status.Store(int32(code)) }
 
 // Close stops the registry.
 func (r *Registry) Close() {
