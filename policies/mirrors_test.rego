@@ -42,3 +42,27 @@ test_missing_registry_needs_wildcard if {
 	not serve.allow with input as {"action": "serve", "reference": {"digest": "sha256:aa"}, "mirrors": ["docker.io"]}
 	serve.allow with input as {"action": "serve", "reference": {"digest": "sha256:aa"}, "mirrors": ["*"]}
 }
+
+src(registries) := {"registries": registries, "repositories": [concat("/", [registries[0], "app"])]}
+
+test_serve_is_judged_on_the_content_sources if {
+	# The requester names a shared registry; the content is known only
+	# under a private one: refused.
+	in_ := {"action": "serve", "reference": ref("docker.io"), "source": src(["registry.internal"]), "mirrors": ["docker.io"]}
+	not serve.allow with input as in_
+	serve.reasons == {"content known only under registries not in mirrors: registry.internal"} with input as in_
+}
+
+test_serve_allows_content_with_one_shared_source if {
+	serve.allow with input as {"action": "serve", "reference": ref("ghcr.io"), "source": src(["registry.internal", "Index.Docker.IO"]), "mirrors": ["docker.io"]}
+	serve.allow with input as {"action": "serve", "reference": ref("docker.io"), "source": src(["registry.internal"]), "mirrors": ["*"]}
+}
+
+test_serve_without_sources_judges_the_request if {
+	serve.allow with input as {"action": "serve", "reference": ref("docker.io"), "source": {"image": "docker.io/library/nginx:1"}, "mirrors": ["docker.io"]}
+	not serve.allow with input as {"action": "serve", "reference": ref("quay.io"), "source": {"registries": []}, "mirrors": ["docker.io"]}
+}
+
+test_sources_do_not_change_other_actions if {
+	resolve.allow with input as {"action": "resolve", "reference": ref("docker.io"), "source": src(["registry.internal"]), "mirrors": ["docker.io"]}
+}

@@ -44,9 +44,14 @@ type Node struct {
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
-// Source is the local image the content belongs to, when known.
+// Source is what the serving node knows of the content: the local image
+// a tag names, and the registries and repositories ("registry/repository")
+// the content was pulled or imported under. A serve decision is judged on
+// these, not only on what the requester wrote.
 type Source struct {
-	Image  string            `json:"image,omitempty"`
-	Pinned bool              `json:"pinned"`
-	Labels map[string]string `json:"labels,omitempty"`
+	Image        string            `json:"image,omitempty"`
+	Pinned       bool              `json:"pinned"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Registries   []string          `json:"registries,omitempty"`
+	Repositories []string          `json:"repositories,omitempty"`
 }

@@ -41,12 +41,14 @@ const (
 	fSourcePinned
 	fSourceLabels
 	fMirrors
+	fSourceRegistries
+	fSourceRepositories
 
-	fAll       = fMirrors<<1 - 1
+	fAll       = fSourceRepositories<<1 - 1
 	fReference = fRegistry | fRepository | fTag | fDigest | fKind
 	fPeer      = fPeerID | fPeerAddress | fPeerTLSSubject
 	fNode      = fNodeName | fNodeLabels
-	fSource    = fSourceImage | fSourcePinned | fSourceLabels
+	fSource    = fSourceImage | fSourcePinned | fSourceLabels | fSourceRegistries | fSourceRepositories
 )
 
 // inputFields are the leaves of the input document as inputValue builds
@@ -74,6 +76,8 @@ var inputFields = []struct {
 	{"source.image", fSourceImage, true},
 	{"source.pinned", fSourcePinned, false},
 	{"source.labels", fSourceLabels, false},
+	{"source.registries", fSourceRegistries, false},
+	{"source.repositories", fSourceRepositories, false},
 	{"mirrors", fMirrors, false},
 }
 
@@ -215,6 +219,19 @@ func appendKeyFields(dst []byte, in *Input, value, presence fieldMask) []byte {
 		}
 		if value&fSourceLabels != 0 {
 			dst = appendLabels(dst, n, s.Labels)
+		}
+		for _, l := range []struct {
+			bit  fieldMask
+			k    string
+			list []string
+		}{{fSourceRegistries, "registries", s.Registries}, {fSourceRepositories, "repositories", s.Repositories}} {
+			if value&l.bit != 0 && len(l.list) > 0 {
+				if len(dst) > n {
+					dst = append(dst, ',')
+				}
+				dst = appendJSONString(dst, l.k)
+				dst = appendMirrors(append(dst, ':'), l.list)
+			}
 		}
 		dst = append(dst, '}')
 	}

@@ -19,19 +19,19 @@ var dropIns = []struct {
 	alone           bool // without the shipped policies
 	want            string
 }{
-	{"shipped", "", "", false, "action reference.registry reference.repository reference.tag reference.digest mirrors"},
+	{"shipped", "", "", false, "action reference.registry reference.repository reference.tag reference.digest source.registries mirrors"},
 	{"serve deny on repository prefix", "private.rego", `package sluice.serve
 deny contains msg if {
 	startswith(input.reference.repository, "private/")
 	msg := sprintf("%s is private", [input.reference.repository])
-}`, false, "action reference.registry reference.repository reference.tag reference.digest mirrors"},
+}`, false, "action reference.registry reference.repository reference.tag reference.digest source.registries mirrors"},
 	{"resolve allow by registry", "ghcr.rego", `package sluice.resolve
-allow if input.reference.registry == "ghcr.io"`, false, "action reference.registry reference.repository reference.tag reference.digest mirrors"},
+allow if input.reference.registry == "ghcr.io"`, false, "action reference.registry reference.repository reference.tag reference.digest source.registries mirrors"},
 	{"peer tls subject", "peers.rego", `package sluice.serve
 deny contains "untrusted peer" if {
 	input.peer
 	not startswith(object.get(input, ["peer", "tls_subject"], ""), "CN=node-")
-}`, false, "action reference.registry reference.repository reference.tag reference.digest peer.id peer.address peer.tls_subject mirrors"},
+}`, false, "action reference.registry reference.repository reference.tag reference.digest peer.id peer.address peer.tls_subject source.registries mirrors"},
 	{"presence only", "presence.rego", `package sluice.resolve
 default allow := false
 allow if {
@@ -96,7 +96,9 @@ func perturb(r *rand.Rand, in policy.Input) policy.Input {
 		out.Node = &policy.Node{Name: pick("", "n1"), Labels: map[string]string{"zone": pick("a", "b")}}
 	}
 	if r.IntN(3) == 0 {
-		out.Source = &policy.Source{Image: pick("", "docker.io/library/nginx:1.27"), Pinned: r.IntN(2) == 0}
+		regs := [][]string{nil, {"docker.io"}, {"registry.internal", "ghcr.io"}}
+		out.Source = &policy.Source{Image: pick("", "docker.io/library/nginx:1.27"), Pinned: r.IntN(2) == 0,
+			Registries: regs[r.IntN(len(regs))], Repositories: regs[r.IntN(len(regs))]}
 	}
 	if r.IntN(2) == 0 {
 		ms := [][]string{nil, {}, {"*"}, {"docker.io"}, {"ghcr.io", "registry.k8s.io"}, {"index.docker.io", "*"}}

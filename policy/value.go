@@ -13,6 +13,7 @@ type inputKeys struct {
 	action, reference, registry, repository, tag, digest, kind *ast.Term
 	mediaType, size, peer, id, address, tlsSubject             *ast.Term
 	node, name, labels, source, image, pinned, mirrors         *ast.Term
+	registries, repositories                                   *ast.Term
 }
 
 func newInputKeys() *inputKeys {
@@ -23,7 +24,7 @@ func newInputKeys() *inputKeys {
 		mediaType: t("media_type"), size: t("size"), peer: t("peer"), id: t("id"),
 		address: t("address"), tlsSubject: t("tls_subject"), node: t("node"), name: t("name"),
 		labels: t("labels"), source: t("source"), image: t("image"), pinned: t("pinned"),
-		mirrors: t("mirrors"),
+		mirrors: t("mirrors"), registries: t("registries"), repositories: t("repositories"),
 	}
 }
 
@@ -63,11 +64,17 @@ func (k *inputKeys) inputValue(in *Input, mirrors *ast.Term) ast.Value {
 		kv = append(kv, [2]*ast.Term{k.node, ast.NewTerm(ast.NewObject(o...))})
 	}
 	if s := in.Source; s != nil {
-		o := make([][2]*ast.Term, 0, 3)
+		o := make([][2]*ast.Term, 0, 5)
 		o = appendStr(o, k.image, s.Image)
 		o = append(o, [2]*ast.Term{k.pinned, ast.InternedTerm(s.Pinned)})
 		if len(s.Labels) > 0 {
 			o = append(o, [2]*ast.Term{k.labels, labelsTerm(s.Labels)})
+		}
+		if len(s.Registries) > 0 {
+			o = append(o, [2]*ast.Term{k.registries, mirrorsTerm(s.Registries)})
+		}
+		if len(s.Repositories) > 0 {
+			o = append(o, [2]*ast.Term{k.repositories, mirrorsTerm(s.Repositories)})
 		}
 		kv = append(kv, [2]*ast.Term{k.source, ast.NewTerm(ast.NewObject(o...))})
 	}
@@ -152,6 +159,8 @@ func appendKey(dst []byte, in *Input) []byte {
 		dst = append(dst, `"pinned":`...)
 		dst = strconv.AppendBool(dst, s.Pinned)
 		dst = appendLabels(dst, n, s.Labels)
+		dst = appendList(dst, "registries", s.Registries)
+		dst = appendList(dst, "repositories", s.Repositories)
 		dst = append(dst, '}')
 	}
 	dst = appendMirrors(append(dst, `,"mirrors":`...), in.Mirrors)
@@ -230,4 +239,16 @@ func appendJSONString(dst []byte, s string) []byte {
 		i += size
 	}
 	return append(dst, '"')
+}
+
+// appendList appends ,"k":[…] unless l is empty; it follows "pinned", so
+// a comma is always due.
+func appendList(dst []byte, k string, l []string) []byte {
+	if len(l) == 0 {
+		return dst
+	}
+	dst = append(dst, ',')
+	dst = appendJSONString(dst, k)
+	dst = append(dst, ':')
+	return appendMirrors(dst, l)
 }

@@ -18,6 +18,7 @@ const (
 	compactSource     = 1 << 3
 	compactPinned     = 1 << 4
 	compactMirrors    = 1 << 5
+	compactLists      = 1 << 6 // source.registries and .repositories follow the labels
 	compactStringsOff = 28
 	compactStrings    = 12
 )
@@ -71,13 +72,16 @@ func ParseCompactInput(b []byte) (Input, error) {
 	}
 	var nodeLabels, sourceLabels map[string]string
 	nodeLabels, slot = c.labels(slot, nNode)
-	sourceLabels, _ = c.labels(slot, nSource)
+	sourceLabels, slot = c.labels(slot, nSource)
 	if flags&compactNode != 0 {
 		st.node = Node{Name: c.str(10), Labels: nodeLabels}
 		in.Node = &st.node
 	}
 	if flags&compactSource != 0 {
 		st.source = Source{Image: c.str(11), Pinned: flags&compactPinned != 0, Labels: sourceLabels}
+		if flags&compactLists != 0 {
+			st.source.Registries, st.source.Repositories = c.lists(slot)
+		}
 		in.Source = &st.source
 	}
 	if c.bad {
@@ -103,6 +107,37 @@ func (c *compactReader) str(slot int) string {
 		return ""
 	}
 	return c.s[off : off+n]
+}
+
+// lists reads the entry (u32 R, u32 P) at slot and the R + P strings
+// after it: source.registries, then source.repositories.
+func (c *compactReader) lists(slot int) (registries, repositories []string) {
+	at := compactStringsOff + 8*slot
+	if uint64(at)+8 > uint64(len(c.b)) {
+		c.bad = true
+		return nil, nil
+	}
+	r := uint64(binary.LittleEndian.Uint32(c.b[at:]))
+	p := uint64(binary.LittleEndian.Uint32(c.b[at+4:]))
+	if uint64(at)+8+8*(r+p) > uint64(len(c.b)) {
+		c.bad = true
+		return nil, nil
+	}
+	slot++
+	read := func(n uint64) []string {
+		if n == 0 {
+			return nil
+		}
+		out := make([]string, 0, n)
+		for range n {
+			out = append(out, c.str(slot))
+			slot++
+		}
+		return out
+	}
+	registries = read(r)
+	repositories = read(p)
+	return registries, repositories
 }
 
 func (c *compactReader) labels(slot int, n uint64) (map[string]string, int) {

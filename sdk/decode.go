@@ -231,6 +231,14 @@ func (d *decoder) source(s *Source) {
 			s.Pinned = d.bool()
 		case "labels":
 			s.Labels = d.labels()
+		case "registries":
+			if !d.null() {
+				s.Registries = d.strings(nil)
+			}
+		case "repositories":
+			if !d.null() {
+				s.Repositories = d.strings(nil)
+			}
 		default:
 			d.skip(0)
 		}

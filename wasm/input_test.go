@@ -100,6 +100,9 @@ func TestCompactInput_MatchesJSON(t *testing.T) {
 			Mirrors:   []string{"\x80"},
 		},
 		"empty node and source": {Node: &policy.Node{Labels: map[string]string{}}, Source: &policy.Source{}},
+		"source lists": {Source: &policy.Source{Labels: map[string]string{"a": "b"},
+			Registries: []string{"docker.io", "registry.internal"}, Repositories: []string{"docker.io/library/alpine", "registry.internal/secret/app", "\xff"}}},
+		"source registries only": {Source: &policy.Source{Registries: []string{"docker.io"}}, Mirrors: []string{"docker.io"}},
 	}
 	for name, in := range inputs {
 		t.Run(name, func(t *testing.T) {

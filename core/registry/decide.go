@@ -40,14 +40,16 @@ func (c *call) input(a policy.Action, desc ocispec.Descriptor) policy.Input {
 	}
 	if a == policy.ActionServe {
 		in.Peer = c.peer
-		// What the local content is: the image for a tag, the content's
-		// labels (containerd.io/distribution.source.<registry>=<repo>) for
-		// a digest, so a serve policy can keep private repositories home.
+		// What the local content is, as this node knows it (what the
+		// requester wrote is a claim): the image a tag names, or the
+		// registries and repositories the store knows a digest under, and
+		// its labels, so a serve policy can keep private content home
+		// whatever registry or repository a peer names.
 		switch {
 		case ref.Tag != "":
-			in.Source = &policy.Source{Image: ref.String()}
-		case len(c.info.Labels) > 0:
-			in.Source = &policy.Source{Labels: c.info.Labels}
+			in.Source = &policy.Source{Image: ref.String(), Registries: []string{ref.Registry}, Repositories: []string{ref.Name()}}
+		case len(c.info.Labels) > 0 || len(c.info.Registries) > 0 || len(c.info.Repositories) > 0:
+			in.Source = &policy.Source{Labels: c.info.Labels, Registries: c.info.Registries, Repositories: c.info.Repositories}
 		}
 	}
 	return in

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -42,9 +43,15 @@ type Info struct {
 	// MediaType is the stored media type when the backend knows it; empty
 	// otherwise (containerd's content store does not keep it).
 	MediaType string
-	// Registries are the registries the content was pulled from, from the
-	// containerd.io/distribution.source.<registry> labels; empty when unknown.
+	// Registries are the registries the content was pulled or imported
+	// under (case-folded, docker.io for Docker Hub): containerd's
+	// containerd.io/distribution.source.<registry> labels, or the names of
+	// the images that reach it in the embedded and memory stores. Empty
+	// when unknown.
 	Registries []string
+	// Repositories are the full repository names ("registry/repository")
+	// the content was pulled or imported under, from the same sources.
+	Repositories []string
 	// Labels are the content labels, when the backend has them.
 	Labels map[string]string
 }
@@ -126,4 +133,32 @@ type Subscriber interface {
 // Namer is implemented by stores that have a descriptive name for logs.
 type Namer interface {
 	Name() string
+}
+
+// SourceSet collects the registries and repositories content is known
+// under; the zero value is empty.
+type SourceSet map[string]map[string]bool // registry → repositories
+
+// Add records registry/repository (repository may be empty: the registry
+// alone is known).
+func (s SourceSet) Add(registry, repository string) {
+	if s[registry] == nil {
+		s[registry] = map[string]bool{}
+	}
+	if repository != "" {
+		s[registry][repository] = true
+	}
+}
+
+// Lists returns the sorted registries and "registry/repository" names.
+func (s SourceSet) Lists() (registries, repositories []string) {
+	for r, repos := range s {
+		registries = append(registries, r)
+		for repo := range repos {
+			repositories = append(repositories, r+"/"+repo)
+		}
+	}
+	slices.Sort(registries)
+	slices.Sort(repositories)
+	return registries, repositories
 }

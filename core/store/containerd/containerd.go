@@ -124,18 +124,28 @@ func (s *Store) Stat(ctx context.Context, d digest.Digest) (store.Info, error) {
 		}
 		return store.Info{}, fmt.Errorf("content info %s: %w", d, err)
 	}
-	return store.Info{Digest: d, Size: info.Size, Labels: info.Labels, Registries: sources(info.Labels)}, nil
+	regs, repos := sources(info.Labels)
+	return store.Info{Digest: d, Size: info.Size, Labels: info.Labels, Registries: regs, Repositories: repos}, nil
 }
 
-func sources(labels map[string]string) []string {
-	var out []string
-	for k := range labels {
-		if r, ok := strings.CutPrefix(k, LabelDistributionSource); ok {
-			out = append(out, r)
+// sources reads the distribution source labels: the key names the
+// registry, the value the comma-separated repositories.
+func sources(labels map[string]string) (registries, repositories []string) {
+	set := store.SourceSet{}
+	for k, v := range labels {
+		r, ok := strings.CutPrefix(k, LabelDistributionSource)
+		if !ok || r == "" {
+			continue
+		}
+		r = oci.NormalizeRegistry(r)
+		set.Add(r, "")
+		for _, repo := range strings.Split(v, ",") {
+			if repo = strings.TrimSpace(repo); repo != "" {
+				set.Add(r, repo)
+			}
 		}
 	}
-	sort.Strings(out)
-	return out
+	return set.Lists()
 }
 
 // Open implements store.Store.

@@ -23,6 +23,7 @@ type Store struct {
 	blobs   map[digest.Digest][]byte
 	types   map[digest.Digest]string
 	sources map[digest.Digest][]string
+	known   map[digest.Digest]store.SourceSet // from the names that reach the content
 	images  map[string]store.Image
 	subs    []chan store.Event
 }
@@ -38,6 +39,7 @@ func New() *Store {
 		blobs:   map[digest.Digest][]byte{},
 		types:   map[digest.Digest]string{},
 		sources: map[digest.Digest][]string{},
+		known:   map[digest.Digest]store.SourceSet{},
 		images:  map[string]store.Image{},
 	}
 }
@@ -66,20 +68,33 @@ func (s *Store) Delete(d digest.Digest) {
 	_, had := s.blobs[d]
 	delete(s.blobs, d)
 	delete(s.types, d)
+	delete(s.known, d)
 	s.mu.Unlock()
 	if had {
 		s.emit(store.Event{Type: store.EventContentDelete, Digest: d})
 	}
 }
 
-// Tag names target as the image name (e.g. docker.io/library/x:1).
+// Tag names target as the image name (e.g. docker.io/library/x:1). The
+// content the name reaches is known under its registry and repository
+// from then on, as containerd's distribution source labels would say.
 func (s *Store) Tag(name string, target ocispec.Descriptor) error {
 	r, err := oci.ParseImageName(name)
 	if err != nil {
 		return err
 	}
 	img := store.Image{Name: r.String(), Registry: r.Registry, Repository: r.Repository, Tag: r.Tag, Target: target}
+	descs, err := store.Walk(context.Background(), s, target)
+	if err != nil {
+		return fmt.Errorf("tag %s: %w", name, err)
+	}
 	s.mu.Lock()
+	for _, d := range descs {
+		if s.known[d.Digest] == nil {
+			s.known[d.Digest] = store.SourceSet{}
+		}
+		s.known[d.Digest].Add(r.Registry, r.Repository)
+	}
 	_, had := s.images[img.Name]
 	s.images[img.Name] = img
 	s.mu.Unlock()
@@ -121,7 +136,18 @@ func (s *Store) Stat(_ context.Context, d digest.Digest) (store.Info, error) {
 	if !ok {
 		return store.Info{}, fmt.Errorf("%s: %w", d, store.ErrNotFound)
 	}
-	return store.Info{Digest: d, Size: int64(len(b)), MediaType: s.types[d], Registries: s.sources[d]}, nil
+	set := store.SourceSet{}
+	for r, repos := range s.known[d] {
+		for repo := range repos {
+			set.Add(r, repo)
+		}
+		set.Add(r, "")
+	}
+	for _, r := range s.sources[d] {
+		set.Add(oci.NormalizeRegistry(r), "")
+	}
+	regs, repos := set.Lists()
+	return store.Info{Digest: d, Size: int64(len(b)), MediaType: s.types[d], Registries: regs, Repositories: repos}, nil
 }
 
 // Open implements store.Store.

@@ -33,9 +33,10 @@ type Store struct {
 	dir string
 	log *slog.Logger
 
-	mu     sync.RWMutex
-	images map[string]store.Image
-	stamp  indexStamp
+	mu      sync.RWMutex
+	images  map[string]store.Image
+	sources map[digest.Digest]store.SourceSet // from the names that reach the content
+	stamp   indexStamp
 }
 
 var (
@@ -121,6 +122,9 @@ func (s *Store) Stat(_ context.Context, d digest.Digest) (store.Info, error) {
 		}
 		return store.Info{}, fmt.Errorf("stat %s: %w", d, err)
 	}
+	if _, err := s.reloadIfChanged(); err != nil {
+		return store.Info{}, err
+	}
 	info := store.Info{Digest: d, Size: fi.Size()}
 	s.mu.RLock()
 	for _, img := range s.images {
@@ -129,8 +133,57 @@ func (s *Store) Stat(_ context.Context, d digest.Digest) (store.Info, error) {
 			break
 		}
 	}
+	info.Registries, info.Repositories = s.sources[d].Lists()
 	s.mu.RUnlock()
 	return info, nil
+}
+
+// blobFiles is the layout's blobs as a store.Store for store.Walk, without
+// the index (which reload is busy reading).
+type blobFiles struct{ s *Store }
+
+func (b blobFiles) Resolve(context.Context, string, string, string) (ocispec.Descriptor, error) {
+	return ocispec.Descriptor{}, store.ErrNotFound
+}
+
+func (b blobFiles) Stat(_ context.Context, d digest.Digest) (store.Info, error) {
+	p, err := b.s.BlobPath(d)
+	if err != nil {
+		return store.Info{}, fmt.Errorf("%s: %w", d, store.ErrNotFound)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return store.Info{}, fmt.Errorf("%s: %w", d, store.ErrNotFound)
+		}
+		return store.Info{}, fmt.Errorf("stat %s: %w", d, err)
+	}
+	return store.Info{Digest: d, Size: fi.Size()}, nil
+}
+
+func (b blobFiles) Open(ctx context.Context, d digest.Digest) (store.Content, error) {
+	return b.s.Open(ctx, d)
+}
+
+func (b blobFiles) Images(context.Context) ([]store.Image, error) { return nil, nil }
+
+// sourcesOf maps every blob the images reach to the registries and
+// repositories of the images' names: what the content was imported under.
+func (s *Store) sourcesOf(images map[string]store.Image) map[digest.Digest]store.SourceSet {
+	out := map[digest.Digest]store.SourceSet{}
+	for _, img := range images {
+		descs, err := store.Walk(context.Background(), blobFiles{s}, img.Target)
+		if err != nil {
+			s.log.Warn("walk image for its sources", "image", img.Name, "err", err)
+		}
+		for _, d := range descs {
+			if out[d.Digest] == nil {
+				out[d.Digest] = store.SourceSet{}
+			}
+			out[d.Digest].Add(img.Registry, img.Repository)
+		}
+	}
+	return out
 }
 
 // Open implements store.Store.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 	"time"
 
@@ -98,6 +99,20 @@ func Conformance(t *testing.T, h Harness) {
 		}
 		if _, err := h.Store.Open(ctx, missing); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("Open(missing) err = %v", err)
+		}
+	})
+	t.Run("Sources", func(t *testing.T) {
+		// Every blob of the image is known under its registry and
+		// repository: serve policies judge content on that, not on what a
+		// requester names.
+		for _, d := range img.Digests() {
+			info, err := h.Store.Stat(ctx, d)
+			if err != nil {
+				t.Fatalf("Stat(%s): %v", d, err)
+			}
+			if !slices.Contains(info.Registries, ref.Registry) || !slices.Contains(info.Repositories, ref.Name()) {
+				t.Fatalf("Stat(%s) sources = %v %v, want %s and %s", d, info.Registries, info.Repositories, ref.Registry, ref.Name())
+			}
 		}
 	})
 	t.Run("Images", func(t *testing.T) {

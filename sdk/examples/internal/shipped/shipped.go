@@ -46,21 +46,42 @@ func canonical(host string) string {
 
 // Mirrors is policies/mirrors.rego: a registry is shared only when it is
 // in input.mirrors, or "*" is; Docker Hub aliases are equivalent and an
-// empty list shares nothing.
+// empty list shares nothing. serve is judged on the registries the content
+// is known under (input.source.registries) when there are any.
 func Mirrors(in sdk.Input) []string {
 	if slices.Contains(in.Mirrors, "*") {
 		return nil
 	}
-	registry := registryOf(in)
-	if registry != "" { // absent in the input document: only "*" shares it
-		want := canonical(registry)
-		for _, m := range in.Mirrors {
-			if m == registry || canonical(m) == want {
+	if bySource(in) {
+		for _, r := range in.Source.Registries {
+			if sharedRegistry(in, r) {
 				return nil
 			}
 		}
+		return []string{"content known only under registries not in mirrors: " + strings.Join(in.Source.Registries, ", ")}
+	}
+	registry := registryOf(in)
+	if registry != "" && (slices.Contains(in.Mirrors, registry) || sharedRegistry(in, registry)) { // absent: only "*" shares it
+		return nil
 	}
 	return []string{fmt.Sprintf("registry %q is not in mirrors", registry)}
+}
+
+// bySource is mirrors.rego's by_source: a serve decision on content of
+// known origin.
+func bySource(in sdk.Input) bool {
+	return in.Action == sdk.ActionServe && in.Source != nil && len(in.Source.Registries) > 0
+}
+
+// sharedRegistry is mirrors.rego's shared_registry.
+func sharedRegistry(in sdk.Input, r string) bool {
+	want := canonical(r)
+	for _, m := range in.Mirrors {
+		if canonical(m) == want {
+			return true
+		}
+	}
+	return false
 }
 
 // Latest is policies/latest.rego: a tag reference whose tag is "latest"
