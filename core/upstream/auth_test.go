@@ -201,3 +201,40 @@ func TestClient_Auth(t *testing.T) {
 		})
 	}
 }
+
+// TestClient_TokenPerCall checks that the requests of one call (a HEAD and
+// its GET) share one token, and that a call does not reuse the last one's.
+func TestClient_TokenPerCall(t *testing.T) {
+	t.Parallel()
+	img := image(t, 9, 1024)
+	up := upstreamtest.Start(t, upstreamtest.Options{Auth: upstreamtest.AuthToken, Username: "bob", Password: "pw", InMemory: true})
+	push(t, up, "1", img)
+	c := upstream.New(parse(t, yamlf("configs:\n  %q:\n    auth: {username: bob, password: pw}\n", up.Host)))
+	r := ref(up.Host, "1", "")
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{name: "FetchManifest (HEAD tag, GET digest)", call: func() error {
+			_, _, err := c.FetchManifest(t.Context(), r)
+			return err
+		}},
+		{name: "Blob of unknown size (HEADs, GET)", call: func() error {
+			_, err := readBlob(t, c, r, img.Layers[0].Digest, -1)
+			return err
+		}},
+		{name: "Resolve (HEAD)", call: func() error {
+			_, err := c.Resolve(t.Context(), r)
+			return err
+		}},
+	}
+	for _, tt := range calls {
+		before := up.Counter.Kind(upstreamtest.KindToken).Requests
+		if err := tt.call(); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if n := up.Counter.Kind(upstreamtest.KindToken).Requests - before; n != 1 {
+			t.Fatalf("%s: %d token requests, want 1", tt.name, n)
+		}
+	}
+}

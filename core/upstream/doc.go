@@ -15,8 +15,13 @@
 // with TLS settings tries https first, as containerd does.
 //
 // Why a fresh authorizer per call? containerd makes one per pull, and its
-// authorizer remembers a failed token fetch for as long as it lives; the
-// HTTP clients (and their connections) are shared instead.
+// authorizer remembers a failed token fetch for as long as it lives. The
+// requests of one call (a HEAD and its GET) share a token; the HTTP clients
+// and their connections are shared by all calls (see session.go).
+//
+// Why ask one endpoint at a time for a digest of unknown size? containerd's
+// Resolve of a digest tries /manifests on every endpoint, then /blobs; a 5xx
+// from any mirror on the first pass stops it from trying the second.
 //
 // Why verify here when requesters verify too? The responsible node keeps
 // what it fetched for others; a read that ends with the wrong bytes ends

@@ -11,7 +11,6 @@ import (
 	"sync"
 
 	"github.com/containerd/containerd/v2/core/images"
-	"github.com/containerd/containerd/v2/core/remotes"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
 	"github.com/containerd/errdefs"
@@ -113,44 +112,6 @@ func (c *Client) Upstream(registry string) (Upstream, error) {
 	return u, nil
 }
 
-// resolver makes a containerd resolver for one call: a fresh authorizer
-// per endpoint (tokens are scoped to the call, and a failed token fetch is
-// not remembered beyond it) over the shared, long-lived HTTP clients.
-func (c *Client) resolver(registry string) (remotes.Resolver, error) {
-	eps, err := c.Endpoints(registry)
-	if err != nil {
-		return nil, err
-	}
-	return c.resolverFor(eps), nil
-}
-
-// resolverFor makes a resolver over the given endpoints, in order.
-func (c *Client) resolverFor(eps []Endpoint) remotes.Resolver {
-	creds := map[string]Endpoint{}
-	for _, e := range eps {
-		if _, ok := creds[e.host.Host]; !ok {
-			creds[e.host.Host] = e
-		}
-	}
-	credFunc := func(host string) (string, string, error) {
-		return credentials(creds[host].auth)
-	}
-	hdr := http.Header{"User-Agent": []string{c.opts.userAgent}}
-	hosts := make([]docker.RegistryHost, len(eps))
-	for i, e := range eps {
-		h := e.host
-		h.Authorizer = docker.NewDockerAuthorizer(
-			docker.WithAuthClient(h.Client),
-			docker.WithAuthHeader(hdr),
-			docker.WithAuthCreds(credFunc))
-		hosts[i] = h
-	}
-	return docker.NewResolver(docker.ResolverOptions{
-		Hosts:   func(string) ([]docker.RegistryHost, error) { return hosts, nil },
-		Headers: hdr,
-	})
-}
-
 // Resolve asks the upstream, now, what ref names: a tag gives the digest,
 // media type and size the upstream has for it at this moment; a digest is
 // checked to exist (as a manifest, else as a blob). Nothing is cached: a
@@ -159,11 +120,15 @@ func (c *Client) Resolve(ctx context.Context, ref oci.Reference) (ocispec.Descri
 	if ref.Tag == "" && ref.Digest == "" {
 		return ocispec.Descriptor{}, fmt.Errorf("upstream resolve %s: no tag or digest", ref)
 	}
-	r, err := c.resolver(ref.Registry)
+	s, err := c.session(ref.Registry)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	_, desc, err := r.Resolve(ctx, ref.String())
+	return c.resolve(ctx, s, ref)
+}
+
+func (c *Client) resolve(ctx context.Context, s *session, ref oci.Reference) (ocispec.Descriptor, error) {
+	_, desc, err := s.resolver(0, len(s.hosts)).Resolve(ctx, ref.String())
 	if err != nil {
 		return ocispec.Descriptor{}, classify("resolve", ref, err)
 	}
@@ -174,6 +139,14 @@ func (c *Client) Resolve(ctx context.Context, ref oci.Reference) (ocispec.Descri
 // Manifest fetches the manifest or index desc describes (as Resolve
 // returned it) and checks it against desc's digest and size.
 func (c *Client) Manifest(ctx context.Context, ref oci.Reference, desc ocispec.Descriptor) ([]byte, error) {
+	s, err := c.session(ref.Registry)
+	if err != nil {
+		return nil, err
+	}
+	return c.manifest(ctx, s, ref, desc)
+}
+
+func (c *Client) manifest(ctx context.Context, s *session, ref oci.Reference, desc ocispec.Descriptor) ([]byte, error) {
 	ref.Digest = desc.Digest
 	if !images.IsManifestType(desc.MediaType) && !images.IsIndexType(desc.MediaType) {
 		return nil, fmt.Errorf("upstream manifest %s: media type %q is not a manifest: %w", ref, desc.MediaType, store.ErrNotFound)
@@ -181,7 +154,7 @@ func (c *Client) Manifest(ctx context.Context, ref oci.Reference, desc ocispec.D
 	if desc.Size < 0 || desc.Size > docker.MaxManifestSize {
 		return nil, fmt.Errorf("upstream manifest %s: size %d out of range", ref, desc.Size)
 	}
-	rc, err := c.open(ctx, ref, desc)
+	rc, err := c.open(ctx, s, 0, ref, desc)
 	if err != nil {
 		return nil, err
 	}
@@ -194,13 +167,20 @@ func (c *Client) Manifest(ctx context.Context, ref oci.Reference, desc ocispec.D
 }
 
 // FetchManifest resolves ref (tag or digest) and fetches the manifest it
-// names: two requests, a HEAD and a GET.
+// names: two requests, a HEAD and a GET, under one authorization.
 func (c *Client) FetchManifest(ctx context.Context, ref oci.Reference) ([]byte, ocispec.Descriptor, error) {
-	desc, err := c.Resolve(ctx, ref)
+	if ref.Tag == "" && ref.Digest == "" {
+		return nil, ocispec.Descriptor{}, fmt.Errorf("upstream manifest %s: no tag or digest", ref)
+	}
+	s, err := c.session(ref.Registry)
 	if err != nil {
 		return nil, ocispec.Descriptor{}, err
 	}
-	b, err := c.Manifest(ctx, ref, desc)
+	desc, err := c.resolve(ctx, s, ref)
+	if err != nil {
+		return nil, ocispec.Descriptor{}, err
+	}
+	b, err := c.manifest(ctx, s, ref, desc)
 	if err != nil {
 		return nil, ocispec.Descriptor{}, err
 	}
@@ -224,20 +204,21 @@ func (c *Client) Blob(ctx context.Context, ref oci.Reference, dgst digest.Digest
 		return nil, fmt.Errorf("upstream blob %s: %w", ref, err)
 	}
 	ref.Tag, ref.Digest = "", dgst
-	eps, err := c.Endpoints(ref.Registry)
+	s, err := c.session(ref.Registry)
 	if err != nil {
 		return nil, err
 	}
 	desc := ocispec.Descriptor{MediaType: "application/octet-stream", Digest: dgst, Size: size}
+	from := 0
 	if size < 0 {
-		d, i, err := c.stat(ctx, ref, eps)
+		d, i, err := c.stat(ctx, s, ref)
 		if err != nil {
 			return nil, err
 		}
 		// Read from the endpoint that had it, falling back to later ones.
-		desc.Size, eps = d.Size, eps[i:]
+		desc.Size, from = d.Size, i
 	}
-	rc, err := c.openFrom(ctx, eps, ref, desc)
+	rc, err := c.open(ctx, s, from, ref, desc)
 	if err != nil {
 		return nil, err
 	}
@@ -248,11 +229,11 @@ func (c *Client) Blob(ctx context.Context, ref oci.Reference, dgst digest.Digest
 // a time (a HEAD on manifests, then on blobs), the next endpoint on any
 // error. Across all endpoints at once, a 5xx from one mirror would stop
 // containerd's fallback from the manifests path to the blobs path.
-func (c *Client) stat(ctx context.Context, ref oci.Reference, eps []Endpoint) (ocispec.Descriptor, int, error) {
+func (c *Client) stat(ctx context.Context, s *session, ref oci.Reference) (ocispec.Descriptor, int, error) {
 	var errs []error
 	notFound := true
-	for i := range eps {
-		_, d, err := c.resolverFor(eps[i:i+1]).Resolve(ctx, ref.String())
+	for i, e := range s.eps {
+		_, d, err := s.resolver(i, i+1).Resolve(ctx, ref.String())
 		if err == nil {
 			return d, i, nil
 		}
@@ -260,7 +241,7 @@ func (c *Client) stat(ctx context.Context, ref oci.Reference, eps []Endpoint) (o
 			return ocispec.Descriptor{}, 0, classify("resolve", ref, err)
 		}
 		notFound = notFound && errdefs.IsNotFound(err)
-		errs = append(errs, fmt.Errorf("%s: %w", eps[i].URL, err))
+		errs = append(errs, fmt.Errorf("%s: %w", e.URL, err))
 	}
 	err := errors.Join(errs...)
 	if notFound {
@@ -269,19 +250,11 @@ func (c *Client) stat(ctx context.Context, ref oci.Reference, eps []Endpoint) (o
 	return ocispec.Descriptor{}, 0, classify("resolve", ref, err)
 }
 
-// open fetches desc with containerd's fetcher (endpoints in order, the
-// manifests or blobs path by media type), waits for the first response and
-// verifies what is read.
-func (c *Client) open(ctx context.Context, ref oci.Reference, desc ocispec.Descriptor) (io.ReadCloser, error) {
-	eps, err := c.Endpoints(ref.Registry)
-	if err != nil {
-		return nil, err
-	}
-	return c.openFrom(ctx, eps, ref, desc)
-}
-
-func (c *Client) openFrom(ctx context.Context, eps []Endpoint, ref oci.Reference, desc ocispec.Descriptor) (io.ReadCloser, error) {
-	f, err := c.resolverFor(eps).Fetcher(ctx, ref.String())
+// open fetches desc with containerd's fetcher (the endpoints from the
+// from-th on, in order; the manifests or blobs path by media type), waits
+// for the first response and verifies what is read.
+func (c *Client) open(ctx context.Context, s *session, from int, ref oci.Reference, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	f, err := s.resolver(from, len(s.hosts)).Fetcher(ctx, ref.String())
 	if err != nil {
 		return nil, classify("fetch", ref, err)
 	}
