@@ -69,3 +69,35 @@ func TestP2P_ResolvePeerUsesRegistryIP(t *testing.T) {
 func lookupCtx(t *testing.T) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(t.Context(), 2*time.Second)
 }
+
+// TestP2P_ResolvePeerRefusesForgedRegistryIP: registry_ip is what a peer
+// says about itself. A provider that names the requester's own address,
+// or a link-local address (169.254.169.254 is the cloud metadata
+// service), must not send the requester's fetch there: the claim is
+// ignored and the provider is reached on the IP of its connection.
+func TestP2P_ResolvePeerRefusesForgedRegistryIP(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, forged, aIP, bIP string
+		aPort, bPort           uint16
+	}{
+		{"the requester's own address", "127.0.0.7", "127.0.0.6", "127.0.0.7", 5306, 5307},
+		{"link-local metadata address", "169.254.169.254", "127.0.0.8", "127.0.0.9", 5308, 5309},
+		{"link-local IPv6", "fe80::1", "127.0.0.10", "127.0.0.11", 5310, 5311},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a := newTestNode(t, tc.aIP, tc.aPort, P2PConfig{})
+			a.info.self.RegistryIP = tc.forged // what a modified peer answers
+			b := newTestNode(t, tc.bIP, tc.bPort, P2PConfig{})
+			ctx, cancel := lookupCtx(t)
+			defer cancel()
+			pr, ok := b.resolvePeer(ctx, peer.AddrInfo{ID: a.ID(), Addrs: a.host.Addrs()})
+			want := netip.AddrPortFrom(netip.MustParseAddr(tc.aIP), tc.aPort)
+			if !ok || pr.Addr != want {
+				t.Fatalf("resolvePeer = %v, %v; want A at %s, not the forged %s", pr, ok, want, tc.forged)
+			}
+		})
+	}
+}

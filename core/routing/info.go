@@ -156,7 +156,9 @@ func pickIP(announced, conns []ma.Multiaddr, selfLoopback bool, self []netip.Add
 	seen := map[netip.Addr]bool{}
 	var ips, shared []netip.Addr
 	for _, a := range announced {
-		if ip, ok := maIP(a); ok && !seen[ip] {
+		// Announcements are the peer's word: a link-local one (the cloud
+		// metadata service at 169.254.169.254) is never fetched from.
+		if ip, ok := maIP(a); ok && !seen[ip] && !ip.IsLinkLocalUnicast() {
 			seen[ip] = true
 			if slices.Contains(self, ip) {
 				shared = append(shared, ip)

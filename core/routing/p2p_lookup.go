@@ -88,13 +88,16 @@ func (p *P2P) resolvePeer(ctx context.Context, ai peer.AddrInfo) (Peer, bool) {
 	mk := func(ip netip.Addr) Peer {
 		return Peer{ID: ai.ID.String(), Addr: netip.AddrPortFrom(ip, info.RegistryPort), Scheme: info.Scheme}
 	}
+	self := p.selfIPs()
 	if info.RegistryIP != "" {
-		if ip, err := netip.ParseAddr(info.RegistryIP); err == nil {
+		// A claim the peer makes about itself: never one that sends our
+		// fetch to ourselves or to a link-local service (metadata).
+		if ip, err := netip.ParseAddr(info.RegistryIP); err == nil && claimable(ip, p.loopback, self) {
 			return mk(ip), true
 		}
+		p.log.Debug("resolve provider: registry ip refused", "peer", ai.ID, "registry_ip", info.RegistryIP)
 	}
 	announced := slices.Concat(ai.Addrs, p.host.Peerstore().Addrs(ai.ID))
-	self := p.selfIPs()
 	if ip, ok := p.liveIP(ai.ID, announced, self); ok {
 		return mk(ip), true
 	}
@@ -143,4 +146,18 @@ func (p *P2P) selfIPs() []netip.Addr {
 		}
 	}
 	return out
+}
+
+// claimable reports whether a peer may name ip as its registry's address:
+// not link-local (169.254.169.254 is a cloud metadata service), not one of
+// this node's own IPs, and loopback only among nodes on loopback.
+func claimable(ip netip.Addr, selfLoopback bool, self []netip.Addr) bool {
+	ip = ip.Unmap()
+	switch {
+	case ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast(), slices.Contains(self, ip):
+		return false
+	case ip.IsLoopback():
+		return selfLoopback
+	}
+	return true
 }

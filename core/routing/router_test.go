@@ -100,6 +100,9 @@ func TestPickIP(t *testing.T) {
 		{name: "only shared addresses: still used",
 			announced: m("/ip4/127.0.0.1/tcp/5001"), selfLoopback: true,
 			self: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, want: "127.0.0.1"},
+		{name: "link-local announced (metadata service) is never picked",
+			announced: m("/ip4/169.254.169.254/tcp/80", "/ip6/fe80::1/tcp/80"), conns: m("/ip4/10.1.2.3/tcp/5001"), want: "10.1.2.3"},
+		{name: "only link-local: none", announced: m("/ip4/169.254.169.254/tcp/80"), want: ""},
 		{name: "nothing", want: ""},
 	}
 	for _, tc := range tests {
