@@ -34,7 +34,7 @@ var hostileDeclarations = []struct {
 	// A custom section whose size runs past the end of the module.
 	{"custom-size", wasmModule([]byte{0x00, 0xF0, 0xFF, 0xFF, 0xFF, 0x0F, 0x04, 'j', 'u', 'n', 'k'}), wasm.CodeCompile},
 	// A name section declaring 2³²−1 function names.
-	{"names", wasmModule(section(0, cat(str("name"), []byte{0x01, 0x05}, uleb(1<<32-1)))), wasm.CodeABI},
+	{"names", wasmModule(section(0, cat(str("name"), []byte{0x01, 0x05}, uleb(1<<32-1)))), wasm.CodeCompile},
 	// A data segment of 2³²−1 bytes.
 	{"data", wasmModule(section(11, cat(vec(cat([]byte{0x01}, uleb(1<<32-1))), []byte{0x00}))), wasm.CodeCompile},
 	// 2³²−1 exports, imports, element entries.

@@ -62,7 +62,8 @@
 //     loop);
 //
 //   - drops DWARF custom sections (.debug_*), whose code offsets would be
-//     stale, and a malformed name section; a well-formed name section stays.
+//     stale; the name section stays (the pre-parse checks it as wazero
+//     reads it).
 //
 // Modules whose code refers to a global index that does not exist (which
 // an appended global would make valid), that already export one of the

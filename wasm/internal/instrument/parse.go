@@ -147,13 +147,11 @@ func (m *module) parseSection(r *reader, id byte, lim Limits) bool {
 		case strings.HasPrefix(name, ".debug_"):
 			return false // code offsets would be stale
 		case name == "name":
-			// wazero decodes the name section and trusts its counts; a
-			// malformed one is dropped, never handed over.
-			n := reader{b: r.b[r.i:], base: r.base + r.i}
-			names, ok := checkNames(&n)
-			r.i = len(r.b)
-			m.names += names
-			return ok && m.names <= MaxNames
+			// wazero decodes the name section and trusts its counts.
+			m.names += checkNames(r)
+			if r.err == nil && m.names > MaxNames {
+				r.failKind(ErrLimit, "%d names; the host allows %d", m.names, MaxNames)
+			}
 		default:
 			r.i = len(r.b)
 		}
@@ -403,7 +401,7 @@ func (r *reader) mutability() {
 // checkNames checks a name section body (after its name) the way wazero
 // reads it: each known subsection must fill exactly its declared size,
 // and every count must fit its bytes. It returns the number of entries.
-func checkNames(r *reader) (uint64, bool) {
+func checkNames(r *reader) uint64 {
 	var total uint64
 	for r.i < len(r.b) && r.err == nil {
 		id := r.byte()
@@ -435,8 +433,8 @@ func checkNames(r *reader) (uint64, bool) {
 		}
 		s.end("name subsection")
 		if s.err != nil {
-			return total, false
+			r.err = s.err
 		}
 	}
-	return total, r.err == nil
+	return total
 }
