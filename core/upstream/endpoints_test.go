@@ -174,6 +174,10 @@ mirrors:
 			if desc.Digest != img.Target.Digest || !bytes.Equal(b, img.Blobs[img.Target.Digest]) {
 				t.Fatalf("manifest %s, want %s", desc.Digest, img.Target.Digest)
 			}
+			d, err := c.Resolve(t.Context(), ref(origin.Host, "", layer.Digest))
+			if err != nil || d.Size != layer.Size {
+				t.Fatalf("Resolve(layer) = %+v, %v; want size %d", d, err, layer.Size)
+			}
 			got, err := readBlob(t, c, ref(origin.Host, "", ""), layer.Digest, -1)
 			if err != nil {
 				t.Fatal(err)

@@ -113,9 +113,10 @@ func (c *Client) Upstream(registry string) (Upstream, error) {
 }
 
 // Resolve asks the upstream, now, what ref names: a tag gives the digest,
-// media type and size the upstream has for it at this moment; a digest is
-// checked to exist (as a manifest, else as a blob). Nothing is cached: a
-// caller that wants to coalesce a burst holds the result itself.
+// media type and size the upstream has for it at this moment (a HEAD); a
+// digest is checked to exist, as a manifest, else as a blob (two HEADs).
+// Nothing is cached: a caller that wants to coalesce a burst holds the
+// result itself.
 func (c *Client) Resolve(ctx context.Context, ref oci.Reference) (ocispec.Descriptor, error) {
 	if ref.Tag == "" && ref.Digest == "" {
 		return ocispec.Descriptor{}, fmt.Errorf("upstream resolve %s: no tag or digest", ref)
@@ -127,10 +128,21 @@ func (c *Client) Resolve(ctx context.Context, ref oci.Reference) (ocispec.Descri
 	return c.resolve(ctx, s, ref)
 }
 
+// resolve resolves a tag across all endpoints at once, as containerd does,
+// and a digest one endpoint at a time (stat).
 func (c *Client) resolve(ctx context.Context, s *session, ref oci.Reference) (ocispec.Descriptor, error) {
-	_, desc, err := s.resolver(0, len(s.hosts)).Resolve(ctx, ref.String())
+	var desc ocispec.Descriptor
+	var err error
+	if ref.Digest != "" {
+		desc, _, err = c.stat(ctx, s, ref)
+	} else {
+		_, desc, err = s.resolver(0, len(s.hosts)).Resolve(ctx, ref.String())
+		if err != nil {
+			err = classify("resolve", ref, err)
+		}
+	}
 	if err != nil {
-		return ocispec.Descriptor{}, classify("resolve", ref, err)
+		return ocispec.Descriptor{}, err
 	}
 	c.log.DebugContext(ctx, "upstream resolved", "ref", ref.String(), "digest", desc.Digest, "media_type", desc.MediaType, "size", desc.Size)
 	return ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}, nil
@@ -225,10 +237,11 @@ func (c *Client) Blob(ctx context.Context, ref oci.Reference, dgst digest.Digest
 	return &Blob{ReadCloser: rc, Descriptor: desc}, nil
 }
 
-// stat finds the size of a digest: containerd's Resolve on one endpoint at
-// a time (a HEAD on manifests, then on blobs), the next endpoint on any
-// error. Across all endpoints at once, a 5xx from one mirror would stop
-// containerd's fallback from the manifests path to the blobs path.
+// stat describes a digest: containerd's Resolve on one endpoint at a time
+// (a HEAD on manifests, then on blobs), the next endpoint on any error, and
+// the index of the endpoint that answered. Across all endpoints at once, a
+// 5xx from one mirror would stop containerd's fallback from the manifests
+// path to the blobs path.
 func (c *Client) stat(ctx context.Context, s *session, ref oci.Reference) (ocispec.Descriptor, int, error) {
 	var errs []error
 	notFound := true

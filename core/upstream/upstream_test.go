@@ -2,7 +2,9 @@ package upstream_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -200,5 +202,32 @@ func TestClient_Blob_Mismatch(t *testing.T) {
 				t.Fatalf("error %v, want ErrDigestMismatch", err)
 			}
 		})
+	}
+}
+
+// TestClient_Blob_Cancel ends a stream with its context: the read fails,
+// it never ends in a clean io.EOF.
+func TestClient_Blob_Cancel(t *testing.T) {
+	t.Parallel()
+	up := upstreamtest.Start(t, upstreamtest.Options{InMemory: true})
+	img := image(t, 10, 2<<20)
+	push(t, up, "1", img)
+	l := img.Largest()
+	ctx, cancel := context.WithCancel(t.Context())
+	b, err := upstream.New(nil).Blob(ctx, ref(up.Host, "", ""), l.Digest, l.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := io.ReadFull(b, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	n, err := io.Copy(io.Discard, b)
+	if err == nil {
+		t.Fatalf("read %d more bytes and ended cleanly after cancel", n)
+	}
+	if !errors.Is(err, context.Canceled) && !errors.Is(err, upstream.ErrDigestMismatch) {
+		t.Logf("read ended with %v", err)
 	}
 }

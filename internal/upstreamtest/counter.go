@@ -60,6 +60,7 @@ type Stats struct {
 type Counter struct {
 	mu  sync.Mutex
 	log []Request
+	gen int // Reset count: a request started before a Reset is not counted
 }
 
 // Wrap counts what h answers.
@@ -69,16 +70,16 @@ func (c *Counter) Wrap(h http.Handler) http.Handler {
 		c.mu.Lock()
 		c.log = append(c.log, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
 			Status: http.StatusOK, Authorization: scheme})
-		i := len(c.log) - 1
+		i, gen := len(c.log)-1, c.gen
 		c.mu.Unlock()
-		h.ServeHTTP(&countingWriter{ResponseWriter: w, c: c, i: i}, r)
+		h.ServeHTTP(&countingWriter{ResponseWriter: w, c: c, i: i, gen: gen}, r)
 	})
 }
 
-// update changes the record of request i.
-func (c *Counter) update(i int, f func(*Request)) {
+// update changes the record of request i unless the counter was reset.
+func (c *Counter) update(i, gen int, f func(*Request)) {
 	c.mu.Lock()
-	if i < len(c.log) { // not Reset since
+	if gen == c.gen {
 		f(&c.log[i])
 	}
 	c.mu.Unlock()
@@ -108,6 +109,7 @@ func (c *Counter) Total() Stats { return c.sum(func(Request) bool { return true 
 func (c *Counter) Reset() {
 	c.mu.Lock()
 	c.log = nil
+	c.gen++
 	c.mu.Unlock()
 }
 
@@ -129,25 +131,25 @@ func (c *Counter) sum(match func(Request) bool) Stats {
 // body always finds it counted.
 type countingWriter struct {
 	http.ResponseWriter
-	c     *Counter
-	i     int
-	wrote bool
+	c      *Counter
+	i, gen int
+	wrote  bool
 }
 
 func (w *countingWriter) WriteHeader(code int) {
 	if !w.wrote {
 		w.wrote = true
-		w.c.update(w.i, func(r *Request) { r.Status = code })
+		w.c.update(w.i, w.gen, func(r *Request) { r.Status = code })
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *countingWriter) Write(b []byte) (int, error) {
 	w.wrote = true
-	w.c.update(w.i, func(r *Request) { r.Bytes += int64(len(b)) })
+	w.c.update(w.i, w.gen, func(r *Request) { r.Bytes += int64(len(b)) })
 	n, err := w.ResponseWriter.Write(b)
 	if n < len(b) {
-		w.c.update(w.i, func(r *Request) { r.Bytes -= int64(len(b) - n) })
+		w.c.update(w.i, w.gen, func(r *Request) { r.Bytes -= int64(len(b) - n) })
 	}
 	return n, err
 }
