@@ -69,8 +69,16 @@ func applyEnvAndFile(fs *flag.FlagSet) error {
 			continue
 		}
 		var vals []string
+		_, isList := f.Value.(*listFlag)
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); (!ok || !b.IsBoolFlag()) && isBool(v) {
+			// YAML reads no, off, yes and on as booleans.
+			return fmt.Errorf("config file %s: key %q: a boolean for a flag that takes text; quote the value", path, k)
+		}
 		switch x := v.(type) {
 		case []any:
+			if !isList {
+				return fmt.Errorf("config file %s: key %q: a list for a flag that takes one value", path, k)
+			}
 			for _, e := range x {
 				s, err := scalarString(e)
 				if err != nil {
@@ -101,7 +109,8 @@ func applyEnvAndFile(fs *flag.FlagSet) error {
 // "1000000" and not as float64's "1e+06", and integers beyond 2^53 keep
 // every digit.
 func decodeConfig(b []byte) (map[string]any, error) {
-	j, err := yaml.YAMLToJSON(b)
+	// Strict: a key given twice is an error, not a silent override.
+	j, err := yaml.YAMLToJSONStrict(b)
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +121,19 @@ func decodeConfig(b []byte) (map[string]any, error) {
 		return nil, fmt.Errorf("want a mapping of flag names to values: %w", err)
 	}
 	return doc, nil
+}
+
+func isBool(v any) bool {
+	if l, ok := v.([]any); ok {
+		for _, e := range l {
+			if isBool(e) {
+				return true
+			}
+		}
+		return false
+	}
+	_, ok := v.(bool)
+	return ok
 }
 
 // scalarString is the flag value of a config scalar.

@@ -58,6 +58,21 @@ func TestParseRunConfig_Validation(t *testing.T) {
 		},
 		{name: "config zero max-peer-fetches", config: "max-peer-fetches: 0\n", wantErr: "--max-peer-fetches"},
 		{name: "config float for an integer flag", config: "max-peer-fetches: 1.5\n", wantErr: `"max-peer-fetches"`},
+		// A repeated key would let a later line silently undo an earlier
+		// one (an appended override dropping the verification key).
+		{name: "config key given twice", config: "policy-verification-key: /etc/sluice/key.pem\nlog-level: info\npolicy-verification-key: \"\"\n", wantErr: `"policy-verification-key"`},
+		// YAML 1.1 reads no/off/yes/on as booleans: a string flag must
+		// not get "false" for node-name: no.
+		{name: "config boolean for a string flag", config: "node-name: no\n", wantErr: `"node-name"`},
+		{name: "config list for a single-value flag", config: "metrics-addr: [\":9090\", 127.0.0.1:9090]\n", wantErr: `"metrics-addr"`},
+		{
+			name: "config YAML boolean words for a boolean flag", config: "policy-fail-open: on\n",
+			check: func(t *testing.T, cfg *runConfig) {
+				if !cfg.PolicyFailOpen {
+					t.Error("policy-fail-open: on did not set it")
+				}
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
