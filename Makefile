@@ -5,7 +5,7 @@ FUZZTIME ?= 15s
 BENCHCOUNT ?= 6
 RACE_PKGS := ./core/... ./policy/... ./wasm/... ./sdk/... ./cmd/... ./internal/...
 
-.PHONY: all build containerd wasm-examples lint opa-test test unit e2e conformance fuzz bench demo clean
+.PHONY: all build containerd wasm-examples lint opa-test test unit e2e conformance fuzz bench demo clean image manifests deploy-test
 
 all: build
 
@@ -32,7 +32,7 @@ opa-test:
 
 # Everything: lint, the shipped policies under stock `opa test`, unit tests
 # under the race detector, then the multi-node e2e with real containerd.
-test: lint opa-test containerd wasm-examples unit e2e
+test: lint opa-test containerd wasm-examples unit e2e deploy-test
 
 unit:
 	$(GO) test -race -count=1 $(RACE_PKGS)
@@ -56,6 +56,31 @@ bench:
 	$(GO) test -run '^$$' -bench 'ManifestGET' -benchtime 2000x -count $(BENCHCOUNT) ./core/registry/ | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Lookup|Advertise' -benchtime 1000x -count $(BENCHCOUNT) ./core/routing/ | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Decide' -benchmem -count $(BENCHCOUNT) ./policy/ ./wasm/ | tee -a bench.txt
+
+# The Helm chart, the plain manifests rendered from it and the dashboard,
+# checked without a cluster; the image builder against a real containerd.
+# A module of its own (deploy/go.mod): Helm stays out of the node's.
+deploy-test: build containerd
+	cd deploy && $(GO) test -count=1 ./...
+
+# deploy/kubernetes/ from the chart, and the chart's copies of the
+# dashboard and the shipped policies; deploy-test fails when stale.
+manifests:
+	cd deploy && $(GO) run ./cmd/manifests
+
+# A reproducible OCI image (index for IMAGE_ARCHES, one layer holding the
+# static /sluice, user 65532) as an OCI-layout tar for `ctr images import`
+# or `sluice import`. No Docker: go-containerregistry, as ko does.
+VERSION           ?= $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*/\1/p' deploy/helm/sluice/Chart.yaml)
+IMAGE             ?= ghcr.io/sluice-oci/sluice:$(VERSION)
+IMAGE_ARCHES      ?= amd64 arm64
+SOURCE_DATE_EPOCH ?= 0
+image:
+	@for a in $(IMAGE_ARCHES); do echo "build linux/$$a"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -buildvcs=false \
+			-ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN)/image/linux_$$a/sluice ./cmd/sluice || exit 1; done
+	cd deploy && $(GO) run ./cmd/imagebuild -name $(IMAGE) -created $(SOURCE_DATE_EPOCH) -o ../$(BIN)/sluice-image.tar \
+		$(foreach a,$(IMAGE_ARCHES),linux/$(a)=../$(BIN)/image/linux_$(a)/sluice)
 
 demo: build
 	$(BIN)/sluice demo

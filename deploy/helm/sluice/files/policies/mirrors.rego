@@ -1,0 +1,57 @@
+# mirrors: a registry is shared (advertised, served, resolved) only when
+# it is in input.mirrors, or "*" is. The Docker Hub aliases docker.io,
+# index.docker.io and registry-1.docker.io are equivalent. An empty list
+# shares nothing (k3s registries.yaml semantics).
+#
+# serve is judged on what the serving node knows of the content: when
+# input.source.registries names the registries it was pulled or imported
+# under, one of them must be shared, whatever registry the requester wrote
+# (a claim, not a fact). Without sources, the requested registry is judged.
+package sluice.policies
+
+import rego.v1
+
+import data.sluice.lib
+
+# by_source holds for a serve decision on content of known origin.
+by_source if {
+	input.action == "serve"
+	count(input.source.registries) > 0
+}
+
+mirrors_shared if "*" in input.mirrors
+
+mirrors_shared if {
+	not by_source
+	input.reference.registry in input.mirrors
+}
+
+# Slow path, for other spellings: fold case and Docker Hub aliases.
+mirrors_shared if {
+	not by_source
+	shared_registry(input.reference.registry)
+}
+
+mirrors_shared if {
+	by_source
+	some r in input.source.registries
+	shared_registry(r)
+}
+
+shared_registry(r) if {
+	registry := lib.canonical(r)
+	some m in input.mirrors
+	lib.canonical(m) == registry
+}
+
+violation contains msg if {
+	not mirrors_shared
+	not by_source
+	msg := sprintf("registry %q is not in mirrors", [object.get(input, ["reference", "registry"], "")])
+}
+
+violation contains msg if {
+	not mirrors_shared
+	by_source
+	msg := sprintf("content known only under registries not in mirrors: %s", [concat(", ", input.source.registries)])
+}
