@@ -178,14 +178,15 @@ type clientKey struct {
 	hasTLS       bool
 }
 
-// client returns the shared HTTP client of one host and TLS setting, made
-// as containerd's hosts.toml handling makes it (DefaultHTTPTransport, CA
+// client returns the HTTP client of one host and TLS setting (or the one
+// shared by hosts without TLS settings), made as containerd's hosts.toml
+// handling makes it (DefaultHTTPTransport, CA
 // files added to the system pool, client key pair, skip_verify). fallback
 // reports that an http host got TLS settings: https is tried first.
 func (c *Client) client(host, scheme string, t *config.TLSConfig) (*http.Client, bool, error) {
-	key := clientKey{host: host, scheme: scheme}
+	var key clientKey // the shared client of hosts without TLS settings
 	if t != nil {
-		key.tls, key.hasTLS = *t, true
+		key = clientKey{host: host, scheme: scheme, tls: *t, hasTLS: true}
 	}
 	_, port, _ := net.SplitHostPort(host)
 	fallback := key.hasTLS && scheme == "http" && port != "80"

@@ -39,9 +39,11 @@ type Client struct {
 	opts options
 	log  *slog.Logger
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// clients are the HTTP clients of hosts with TLS settings, one per
+	// host and setting (bounded by registries.yaml), and one shared by
+	// every other host under the key clientKey{}.
 	clients map[clientKey]*http.Client
-	hosts   map[string][]Endpoint
 }
 
 // Option configures a Client.
@@ -76,26 +78,14 @@ func New(reg *config.Registries, opts ...Option) *Client {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Client{reg: reg, opts: o, log: l, clients: map[clientKey]*http.Client{}, hosts: map[string][]Endpoint{}}
+	return &Client{reg: reg, opts: o, log: l, clients: map[clientKey]*http.Client{}}
 }
 
 // Endpoints returns the endpoints of a registry in the order they are
-// tried.
+// tried. They are worked out on each call: registry names come from peers,
+// and nothing per registry is kept.
 func (c *Client) Endpoints(registry string) ([]Endpoint, error) {
-	c.mu.Lock()
-	eps, ok := c.hosts[registry]
-	c.mu.Unlock()
-	if ok {
-		return eps, nil
-	}
-	eps, err := c.endpoints(registry)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	c.hosts[registry] = eps
-	c.mu.Unlock()
-	return eps, nil
+	return c.endpoints(registry)
 }
 
 // Upstream describes, for the `fetch` policy input, where a fetch for the
