@@ -58,6 +58,7 @@ func (m *Mirror) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err != nil {
 		return err
 	}
+	registry.NoteFetched(ctx, p.ID, 0)
 	size := resp.ContentLength
 	if size < 0 {
 		resp.Body.Close()
@@ -174,6 +175,7 @@ func (s *stream) run(resp *http.Response, p routing.Peer) error {
 		err := s.copyFrom(resp.Body)
 		resp.Body.Close()
 		s.segs = append(s.segs, segment{peer: p, start: start, end: s.off})
+		registry.NoteFetched(s.ctx, p.ID, s.off-start)
 		s.toHash <- nil
 		if err == nil {
 			break

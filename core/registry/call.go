@@ -27,6 +27,7 @@ type call struct {
 	source string // local, peer or "" (none)
 	status int
 	info   store.Info // of local content requested by digest
+	callTrace
 }
 
 func (c *call) fail(err error) {
@@ -175,6 +176,7 @@ func (c *call) countServed(n int64) {
 		to = "peer"
 	}
 	c.metrics.BytesServed.WithLabelValues(to).Add(float64(n))
+	c.sent += n
 }
 
 func (c *call) serveLocalBlob(ctx context.Context, desc ocispec.Descriptor) error {

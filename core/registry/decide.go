@@ -16,6 +16,7 @@ func (c *call) decide(ctx context.Context, a policy.Action, in policy.Input) boo
 		return true
 	}
 	d, err := c.policy.Decide(ctx, a, in)
+	c.noteDecision(a, d, err)
 	if err != nil {
 		c.log.Warn("policy error", "action", a, "ref", c.req.Ref.String(), "err", err)
 		return false

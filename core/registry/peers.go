@@ -22,6 +22,7 @@ func (c *call) serveFromPeers(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mirror: %w", err)
 	}
+	NoteFetched(ctx, m.Peer, int64(len(m.Bytes)))
 	d := c.req.Ref.Digest
 	if d == "" {
 		d = digest.FromBytes(m.Bytes)

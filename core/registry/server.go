@@ -64,6 +64,7 @@ type Server struct {
 	// clientStore: the store is the local client's own content store, so
 	// the local client is never answered from it.
 	clientStore bool
+	observer    Observer
 }
 
 // Option configures a Server.
@@ -127,6 +128,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &call{Server: s, w: w, r: r, req: req, peer: peerOf(r)}
+	defer c.observe(start)()
 	c.serve()
 	source := c.source
 	if source == "" {
