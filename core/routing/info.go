@@ -90,6 +90,13 @@ func (s *infoService) cached(p peer.ID) (NodeInfo, bool) {
 	return i, ok
 }
 
+// forget drops the cached NodeInfo of p.
+func (s *infoService) forget(p peer.ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.cache, p)
+}
+
 // get returns the NodeInfo of p, from the cache or by asking p.
 func (s *infoService) get(ctx context.Context, p peer.ID) (NodeInfo, error) {
 	if i, ok := s.cached(p); ok {

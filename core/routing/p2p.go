@@ -88,6 +88,8 @@ type P2P struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+
+	departed *departures // peers that said they left (LeaveProtocol)
 }
 
 var (
@@ -202,6 +204,13 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
+	if err := p.startLeave(runCtx, ttl); err != nil {
+		cancel()
+		sub.Close()
+		_ = d.Close()
+		_ = h.Close()
+		return nil, err
+	}
 	p.wg.Go(func() { p.prefetchInfo(runCtx, sub) })
 	p.wg.Go(func() { p.runBootstrap(runCtx) })
 	log.Info("p2p started", "peer", h.ID(), "addrs", h.Addrs())

@@ -39,8 +39,8 @@ func (p *P2P) Lookup(ctx context.Context, key string, count int) (<-chan Peer, e
 		)
 		defer wg.Wait()
 		for ai := range provs {
-			if ai.ID == p.host.ID() {
-				continue
+			if ai.ID == p.host.ID() || p.departed.has(ai.ID) {
+				continue // a node that left keeps its records on peers until they expire
 			}
 			wg.Go(func() {
 				pr, ok := p.resolvePeer(ctx, ai)
