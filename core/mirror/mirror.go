@@ -40,6 +40,7 @@ type Mirror struct {
 	metrics        *metrics.Metrics
 	log            *slog.Logger
 	sem            chan struct{}
+	tlsOnly        bool // set by WithTLS: peers announcing plain http are not fetched from
 }
 
 var _ registry.Mirror = (*Mirror)(nil)
@@ -62,9 +63,14 @@ func WithIdleTimeout(d time.Duration) Option { return func(m *Mirror) { m.idleTi
 // WithSelf sets the value of the peer header this node sends (its ID).
 func WithSelf(id string) Option { return func(m *Mirror) { m.self = id } }
 
-// WithTLS sets the client TLS config used for https peers (mTLS).
+// WithTLS sets the client TLS config used for https peers (mTLS). A node
+// that has one fetches only over https: the scheme is what a peer claims
+// about itself, and a claim of "http" must not downgrade the transfer.
 func WithTLS(c *tls.Config) Option {
-	return func(m *Mirror) { m.client.Transport.(*http.Transport).TLSClientConfig = c }
+	return func(m *Mirror) {
+		m.client.Transport.(*http.Transport).TLSClientConfig = c
+		m.tlsOnly = c != nil
+	}
 }
 
 // WithMetrics sets the node's metrics.

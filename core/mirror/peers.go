@@ -301,6 +301,9 @@ func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string,
 
 // do sends one request to a peer and accepts 200, or 206 for a resume.
 func (m *Mirror) do(ctx context.Context, p routing.Peer, method, path string, off int64) (*http.Response, error) {
+	if m.tlsOnly && p.Scheme != "https" {
+		return nil, fmt.Errorf("peer %s announces %q but this node fetches from peers over https only", p.ID, p.Scheme)
+	}
 	req, err := http.NewRequestWithContext(ctx, method, p.URL()+path, nil)
 	if err != nil {
 		return nil, err
