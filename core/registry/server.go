@@ -65,6 +65,7 @@ type Server struct {
 	// the local client is never answered from it.
 	clientStore bool
 	observer    Observer
+	labels      registryLabels // bounded registry label of the request metrics
 }
 
 // Option configures a Server.
@@ -138,7 +139,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c.status >= 400 {
 		result = strconv.Itoa(c.status)
 	}
-	s.metrics.MirrorRequests.WithLabelValues(req.Ref.Registry, req.Kind.String(), source, result).Inc()
+	s.metrics.MirrorRequests.WithLabelValues(s.labels.label(req.Ref.Registry, c.status < 400), req.Kind.String(), source, result).Inc()
 	s.metrics.RequestDuration.WithLabelValues(req.Kind.String(), source).Observe(time.Since(start).Seconds())
 }
 
