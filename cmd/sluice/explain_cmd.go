@@ -2,14 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
-	"time"
 
 	"github.com/sluice-oci/sluice/core/config"
 	"github.com/sluice-oci/sluice/core/oci"
@@ -68,40 +64,5 @@ func explainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		fmt.Fprintf(stdout, "  %-9s %-5s %s\n", a, verdict, strings.Join(d.Reasons, "; "))
 	}
-	return nil
-}
-
-// statusCmd: sluice status [--metrics-addr URL] — a running node's status.
-func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("sluice status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("metrics-addr", "http://127.0.0.1:9090", "the node's metrics address")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	base := *addr
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/status", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("node status: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("node status: %s", resp.Status)
-	}
-	var doc map[string]any
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc); err != nil {
-		return errors.New("node status: not a sluice status document")
-	}
-	b, _ := json.MarshalIndent(doc, "", "  ")
-	fmt.Fprintln(stdout, string(b))
 	return nil
 }

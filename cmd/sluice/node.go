@@ -45,10 +45,13 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	return runNode(ctx, cfg, log)
 }
 
-// runNode wires a node together and serves until ctx is done.
-func runNode(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
+// runNode wires a node together and serves until stop is done, then
+// drains (see drain) and returns nil when the drain was clean.
+func runNode(stop context.Context, cfg *runConfig, log *slog.Logger) error {
+	// The node's own lifetime outlasts stop by the drain.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(stop))
 	defer cancel()
+	started := time.Now()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
@@ -108,11 +111,17 @@ func runNode(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 	log.Info("p2p up", "id", router.ID().String(), "addrs", fmt.Sprint(router.Addrs()))
 
 	adv := routing.NewAdvertiser(router, st, routing.WithPolicy(pol), routing.WithLogger(log), routing.WithRegisterer(reg))
+	advCtx, stopAdv := context.WithCancel(ctx)
+	advDone := make(chan struct{})
 	go func() {
-		if err := adv.Run(ctx); err != nil && ctx.Err() == nil {
+		defer close(advDone)
+		if err := adv.Run(advCtx); err != nil && advCtx.Err() == nil {
 			log.Error("advertiser stopped", "err", err)
 		}
 	}()
+	dr := &drain{log: log, timeout: cfg.ShutdownTimeout, leave: router.Leave,
+		stopAdvert: func() { stopAdv(); <-advDone }}
+	reqLog := newRequestLog()
 
 	mopts := []mirror.Option{mirror.WithSelf(router.ID().String()), mirror.WithResolveTimeout(cfg.ResolveTimeout),
 		mirror.WithMetrics(m), mirror.WithLogger(log), mirror.WithMaxConcurrent(cfg.MaxPeerFetches)}
@@ -126,7 +135,8 @@ func runNode(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 	mir := mirror.New(router, mopts...)
 	api := registry.New(st, registry.WithMirror(mir), registry.WithPolicy(pol), registry.WithMetrics(m),
 		registry.WithLogger(log), registry.WithDefaultRegistry(cfg.DefaultRegistry), registry.WithPeerRateLimit(cfg.PeerRateLimit),
-		registry.WithClientStore(isContainerdStore(st))) // the local containerd is answered through peers only
+		registry.WithClientStore(isContainerdStore(st)), // the local containerd is answered through peers only
+		registry.WithObserver(reqLog))
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
@@ -139,6 +149,7 @@ func runNode(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 		if tlsCfg {
 			srv.TLSConfig = serverTLS
 		}
+		dr.add(srv, name != "metrics")
 		log.Info("listening", "server", name, "addr", ln.Addr().String(), "tls", tlsCfg)
 		wg.Add(1)
 		go func() {
@@ -152,12 +163,6 @@ func runNode(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s server: %w", name, err)
 			}
-		}()
-		go func() {
-			<-ctx.Done()
-			sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
-			defer c()
-			_ = srv.Shutdown(sctx)
 		}()
 		return nil
 	}
@@ -177,6 +182,11 @@ func runNode(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			if dr.draining.Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = io.WriteString(w, "not ready: shutting down\n")
+				return
+			}
 			ok, err := router.Ready(r.Context())
 			if !ok || err != nil {
 				w.WriteHeader(http.StatusServiceUnavailable)
@@ -185,18 +195,21 @@ func runNode(ctx context.Context, cfg *runConfig, log *slog.Logger) error {
 			}
 			_, _ = io.WriteString(w, "ok\n")
 		})
-		mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
-			writeStatus(w, r, router, adv, pol, st)
-		})
+		ss := &statusSource{name: cfg.NodeName, registryAddr: cfg.RegistryAddr, started: started, router: router,
+			adv: adv, pol: pol, st: st, log: reqLog, draining: &dr.draining, page: newStatusPage()}
+		mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) { writeStatus(w, r, ss) })
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { writeStatusHTML(w, r, ss) })
 		if err := serve("metrics", cfg.MetricsAddr, mux, false); err != nil {
 			return err
 		}
 	}
 	select {
-	case <-ctx.Done():
+	case <-stop.Done():
+		err = dr.run(true)
 	case err = <-errc:
-		cancel()
+		_ = dr.run(false)
 	}
+	cancel()
 	wg.Wait()
 	log.Info("stopped")
 	return err

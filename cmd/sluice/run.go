@@ -37,6 +37,7 @@ type runConfig struct {
 	MaxPeerFetches                     int
 	PeerRateLimit                      int64
 	ReadHeaderTimeout                  time.Duration
+	ShutdownTimeout                    time.Duration
 
 	// sockets replaces containerdSockets() in tests.
 	sockets []string
@@ -79,6 +80,7 @@ func runFlags(cfg *runConfig) *flag.FlagSet {
 	fs.IntVar(&cfg.MaxPeerFetches, "max-peer-fetches", 64, "concurrent blob fetches from peers")
 	fs.Int64Var(&cfg.PeerRateLimit, "peer-rate-limit", 0, "bytes per second this node sends to peers, all together (0: no limit)")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "time a client has to send its request headers")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight transfers may run before they are cut (a second signal exits at once)")
 	return fs
 }
 
@@ -117,6 +119,9 @@ func (cfg *runConfig) validate() error {
 	}
 	if cfg.ReadHeaderTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--read-header-timeout %s: must be positive", cfg.ReadHeaderTimeout))
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-timeout %s: must be positive", cfg.ShutdownTimeout))
 	}
 	return errors.Join(errs...)
 }

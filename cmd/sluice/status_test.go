@@ -46,7 +46,7 @@ func TestWriteStatus_HidesWhatPolicyHides(t *testing.T) {
 	}
 
 	rec := httptest.NewRecorder()
-	writeStatus(rec, httptest.NewRequest("GET", "/status", nil), router, adv, pol, st)
+	writeStatus(rec, httptest.NewRequest("GET", "/status", nil), &statusSource{router: router, adv: adv, pol: pol, st: st, page: newStatusPage()})
 	body, _ := io.ReadAll(rec.Body)
 	if strings.Contains(string(body), "secret") {
 		t.Errorf("status names an image the advertise policy hides:\n%s", body)
