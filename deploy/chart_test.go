@@ -220,15 +220,23 @@ func checkDaemonSet(t *testing.T, tc chartCase, o *objects, runFlags, configureF
 		t.Errorf("env %v: want GOMEMLIMIT from resourceFieldRef limits.memory of container %s", run.Env, run.Name)
 	}
 
-	// Shutdown: the preStop pause fits in the grace period.
+	// Shutdown: the preStop pause and sluice's drain fit in the grace
+	// period, or the kubelet kills transfers the drain would let finish.
 	grace := spec.TerminationGracePeriodSeconds
-	if grace == nil || *grace < 30 {
-		t.Errorf("terminationGracePeriodSeconds %v: want at least 30 s for in-flight transfers", grace)
+	drain, err := time.ParseDuration(one(t, args, "shutdown-timeout"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	var pause time.Duration
 	if l := run.Lifecycle; l != nil && l.PreStop != nil {
-		if l.PreStop.Sleep == nil || grace == nil || l.PreStop.Sleep.Seconds >= *grace {
-			t.Errorf("preStop %+v must be a sleep shorter than the grace period %v", l.PreStop, grace)
+		if l.PreStop.Sleep == nil {
+			t.Errorf("preStop %+v: want a sleep (the image has no shell)", l.PreStop)
+		} else {
+			pause = time.Duration(l.PreStop.Sleep.Seconds) * time.Second
 		}
+	}
+	if grace == nil || time.Duration(*grace)*time.Second <= pause+drain {
+		t.Errorf("terminationGracePeriodSeconds %v: want more than preStop %s + --shutdown-timeout %s", grace, pause, drain)
 	}
 
 	// The init container points containerd's hosts directory at the node.
