@@ -32,7 +32,8 @@ type RequestEvent struct {
 	// Status is the HTTP status written; 0 when the response was aborted
 	// after its body had started.
 	Status int
-	// Sent is the body bytes written to the requester.
+	// Sent is the body bytes the server wrote from local content or a
+	// fetched manifest; a blob streamed from peers counts in From instead.
 	Sent int64
 	// From are the peers the content came from, in the order they served
 	// (a blob resumed on another peer has several), with the bytes each
