@@ -38,6 +38,7 @@ type Store struct {
 	namespace  string
 	contentDir string // blobs root when readable, else ""
 	log        *slog.Logger
+	images     imageSources // sources of unlabelled content
 }
 
 var (
@@ -115,8 +116,21 @@ func (s *Store) Resolve(ctx context.Context, registry, repository, tag string) (
 	return img.Target, nil
 }
 
-// Stat implements store.Store.
+// Stat implements store.Store. Content without distribution source
+// labels is known under the images that reach it.
 func (s *Store) Stat(ctx context.Context, d digest.Digest) (store.Info, error) {
+	info, err := s.statLabels(ctx, d)
+	if err != nil || len(info.Registries) > 0 {
+		return info, err
+	}
+	if info.Registries, info.Repositories, err = s.images.of(ctx, s, d); err != nil {
+		return store.Info{}, fmt.Errorf("sources of %s: %w", d, err)
+	}
+	return info, nil
+}
+
+// statLabels is Stat with the sources from the labels alone.
+func (s *Store) statLabels(ctx context.Context, d digest.Digest) (store.Info, error) {
 	info, err := s.client.ContentStore().Info(s.ctx(ctx), d)
 	if err != nil {
 		if errdefs.IsNotFound(err) {
