@@ -59,12 +59,14 @@ const (
 	typeDecide    = 2 // (i32 i32 i32 i32) -> i64
 	typeRecurse   = 3 // (i32) -> ()
 	typeRandomGet = 4 // (i32 i32) -> i32
+	typeFdWrite   = 5 // (i32 i32 i32 i32) -> i32
 )
 
 // rawGuest is an ABI v1 module assembled by hand:
 //
 //	(module
 //	  (import "wasi_snapshot_preview1" "random_get" (func (param i32 i32) (result i32)))  ;; when randomGet
+//	  (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))  ;; when fdWrite
 //	  (table …)                                   ;; tables
 //	  (memory …)                                  ;; memory (limits bytes)
 //	  (func $sluice_abi_version (result i32) (i32.const 1))
@@ -72,10 +74,13 @@ const (
 //	  (func $sluice_decide (param i32 i32 i32 i32) (result i64) …decide…)
 //	  (func …)                                    ;; funcs, of type typeRecurse
 //	  (export "memory" (memory 0)) (export "sluice_abi_version" …) …
+//	  (elem (i32.const 0) …elems…)                ;; when elems
 //	  (data (i32.const 0) "{\"allow\":true}\00\00{\"allow\":false}")
 //	  (data …))                                   ;; passive
 type rawGuest struct {
 	randomGet bool
+	fdWrite   bool     // import wasi fd_write (after random_get)
+	elems     []uint64 // an active element segment at table 0, offset 0
 	tables    [][]byte // table types: reftype, limits
 	memory    []byte   // memory limits
 	decide    []byte   // instructions of sluice_decide, without locals and the final end
@@ -91,6 +96,9 @@ func (g rawGuest) bytes() []byte {
 	var imports [][]byte
 	if g.randomGet {
 		imports = append(imports, cat(str("wasi_snapshot_preview1"), str("random_get"), []byte{0x00}, uleb(typeRandomGet)))
+	}
+	if g.fdWrite {
+		imports = append(imports, cat(str("wasi_snapshot_preview1"), str("fd_write"), []byte{0x00}, uleb(typeFdWrite)))
 	}
 	base := uint64(len(imports))
 	funcTypes := [][]byte{uleb(typeVersion), uleb(typeAlloc), uleb(typeDecide)}
@@ -110,7 +118,7 @@ func (g rawGuest) bytes() []byte {
 	}
 	sections := [][]byte{
 		section(1, vec(fn(nil, []byte{i32}), fn([]byte{i32}, []byte{i32}), fn([]byte{i32, i32, i32, i32}, []byte{i64}),
-			fn([]byte{i32}, nil), fn([]byte{i32, i32}, []byte{i32}))),
+			fn([]byte{i32}, nil), fn([]byte{i32, i32}, []byte{i32}), fn([]byte{i32, i32, i32, i32}, []byte{i32}))),
 	}
 	if len(imports) > 0 {
 		sections = append(sections, section(2, vec(imports...)))
@@ -124,6 +132,13 @@ func (g rawGuest) bytes() []byte {
 		section(7, vec(export("memory", 0x02, 0), export("sluice_abi_version", 0x00, base),
 			export("sluice_alloc", 0x00, base+1), export("sluice_decide", 0x00, base+2))),
 	)
+	if len(g.elems) > 0 {
+		idx := make([][]byte, len(g.elems))
+		for i, f := range g.elems {
+			idx[i] = uleb(f)
+		}
+		sections = append(sections, section(9, vec(cat([]byte{0x00}, i32Const(0), []byte{0x0B}, vec(idx...)))))
+	}
 	if g.passive != nil {
 		sections = append(sections, section(12, uleb(uint64(len(data)))))
 	}

@@ -3,6 +3,7 @@ package wasm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -127,19 +128,32 @@ func signature(params, results []api.ValueType) string {
 // logWriter turns a guest's stdout or stderr into log lines. It also
 // notices the Go runtime's "out of memory" fatal error, which tells a
 // memory-cap kill from other exits.
+//
+// A guest can make one fd_write hand it the same large buffer millions of
+// times (iovecs are cheap), far more work than its deadline allows, and
+// fd_write does not look at the deadline: once the instance's watchdog
+// has fired, Write fails (fd_write returns EIO to the guest, which then
+// traps at the check after the host call).
 type logWriter struct {
 	log    *slog.Logger
 	level  slog.Level
 	stream string
 	line   []byte
 	oom    bool
+	wd     *watchdog // set once the instance has one
 }
 
-var outOfMemory = []byte("out of memory")
+var (
+	outOfMemory    = []byte("out of memory")
+	errInterrupted = errors.New("guest interrupted")
+)
 
 func (w *logWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
+		if w.wd != nil && w.wd.fired.Load() {
+			return n - len(p), errInterrupted
+		}
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			w.line = append(w.line, p[:min(len(p), abi.MaxLogLen-len(w.line))]...)

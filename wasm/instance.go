@@ -30,6 +30,7 @@ type instance struct {
 	// compact is sluice_decide_compact when the guest exports it (and the
 	// engine may use it): the fast path, without JSON.
 	compact api.Function
+	stdout  *logWriter
 	stderr  *logWriter
 	wd      *watchdog
 
@@ -49,12 +50,13 @@ func (e *Engine) newInstance(ctx context.Context) (*instance, error) {
 	log := e.log.With("module", e.name)
 	x := &instance{
 		e:      e,
+		stdout: &logWriter{log: log, level: slog.LevelInfo, stream: "stdout"},
 		stderr: &logWriter{log: log, level: slog.LevelWarn, stream: "stderr"},
 	}
 	mc := wazero.NewModuleConfig().
 		WithName("").         // anonymous: many instances of one module
 		WithStartFunctions(). // run by init, under the watchdog
-		WithStdout(&logWriter{log: log, level: slog.LevelInfo, stream: "stdout"}).
+		WithStdout(x.stdout).
 		WithStderr(x.stderr).
 		WithSysWalltime().
 		WithSysNanotime().
@@ -75,6 +77,7 @@ func (e *Engine) newInstance(ctx context.Context) (*instance, error) {
 		return nil, e.newError(CodeInstantiate, fmt.Errorf("instrumented module lacks the mutable global %s", instrument.InterruptExport))
 	}
 	x.wd = newWatchdog(interrupt)
+	x.stdout.wd, x.stderr.wd = x.wd, x.wd
 	x.wd.arm(nil, e.cfg.initTimeout)
 	err = x.init(ctx)
 	x.wd.disarm()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
@@ -30,6 +31,10 @@ type watchdog struct {
 	deadline time.Time
 
 	stopCtx func() bool
+
+	// fired is set with the interrupt and cleared by disarm: host code
+	// working for the guest (fd_write) reads it without the lock.
+	fired atomic.Bool
 }
 
 func newWatchdog(interrupt api.MutableGlobal) *watchdog {
@@ -65,6 +70,7 @@ func (w *watchdog) disarm() Code {
 	cause := w.cause
 	if cause != "" {
 		w.interrupt.Set(0)
+		w.fired.Store(false)
 	}
 	w.armed, w.cause, w.ctx = false, "", nil
 	w.mu.Unlock()
@@ -102,6 +108,7 @@ func (w *watchdog) fire(code Code) {
 	if w.cause == "" {
 		w.cause = code
 		w.interrupt.Set(1)
+		w.fired.Store(true)
 	}
 }
 

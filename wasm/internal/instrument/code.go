@@ -145,6 +145,15 @@ func (c *checks) rewriteFunc(dst []byte, r *reader, m *module) ([]byte, error) {
 			if idx := r.u32(); r.err == nil && idx < c.importedFuncs {
 				after = c.afterHost
 			}
+		case opCallIndirect:
+			// The callee may be an imported function placed in a table:
+			// check as after a direct host call (a loop of host calls
+			// would otherwise run Fuel of them between two checks).
+			r.u32()
+			r.u32()
+			if c.importedFuncs > 0 {
+				after = c.afterHost
+			}
 		case 0xFC:
 			sub := r.u32()
 			r.i = start + 1

@@ -14,8 +14,9 @@
 // per 256 bytes (memory) or 32 entries (tables) before it runs. When the
 // fuel is out (every Fuel units) the guest refuels, steps out into Go once
 // and traps (unreachable) if the host set the "interrupt" global. After
-// every call of an imported (host) function the guest checks the
-// interrupt too, so a host call that ran into the deadline ends the call.
+// every call of an imported (host) function, and after every
+// call_indirect (whose callee may be one), the guest checks the interrupt
+// too, so a host call that ran into the deadline ends the call.
 //
 // wazero's own mechanism (RuntimeConfig.WithCloseOnContextDone) compiles
 // every loop header into a call out of native code into Go and back, and
@@ -53,7 +54,8 @@
 //     (`global.set $scratch; global.get $fuel; global.get $scratch;
 //     i32.const shift; i32.shr_u; i32.sub; i32.const 1; i32.sub; global.set
 //     $fuel`, refuelling when the fuel is below 1, then `global.get
-//     $scratch`); after every `call` of an imported function:
+//     $scratch`); after every `call` of an imported function and every
+//     `call_indirect` (when the module imports functions):
 //     `global.get $interrupt; if; unreachable; end`;
 //
 //   - turns a start section into the export StartExport, so that the host
@@ -105,25 +107,26 @@ type Result struct {
 }
 
 const (
-	kindFunc      = 0x00
-	kindTable     = 0x01
-	kindMemory    = 0x02
-	kindGlobal    = 0x03
-	opUnreachable = 0x00
-	opLoop        = 0x03
-	opIf          = 0x04
-	opEnd         = 0x0B
-	opCall        = 0x10
-	opDrop        = 0x1A
-	opGlobalGet   = 0x23
-	opGlobalSet   = 0x24
-	opMemoryGrow  = 0x40
-	opI32Const    = 0x41
-	opI32Eqz      = 0x45
-	opI32LtS      = 0x48
-	opI32Sub      = 0x6B
-	opI32ShrU     = 0x76
-	blockTypeNil  = 0x40
+	kindFunc       = 0x00
+	kindTable      = 0x01
+	kindMemory     = 0x02
+	kindGlobal     = 0x03
+	opUnreachable  = 0x00
+	opLoop         = 0x03
+	opIf           = 0x04
+	opEnd          = 0x0B
+	opCall         = 0x10
+	opCallIndirect = 0x11
+	opDrop         = 0x1A
+	opGlobalGet    = 0x23
+	opGlobalSet    = 0x24
+	opMemoryGrow   = 0x40
+	opI32Const     = 0x41
+	opI32Eqz       = 0x45
+	opI32LtS       = 0x48
+	opI32Sub       = 0x6B
+	opI32ShrU      = 0x76
+	blockTypeNil   = 0x40
 
 	appendedGlobals = 3 // interrupt, fuel, scratch
 )
