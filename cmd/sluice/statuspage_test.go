@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -148,5 +150,29 @@ func TestHumanBytes(t *testing.T) {
 		if got := humanBytes(n); got != want {
 			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// TestStatusCmd_Text: sluice status prints a running node's page as text,
+// and refuses what is not a status document.
+func TestStatusCmd_Text(t *testing.T) {
+	t.Parallel()
+	s := testStatusSource(t, newRequestLog())
+	node := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeStatus(w, r, s) }))
+	t.Cleanup(node.Close)
+	var out bytes.Buffer
+	if err := statusCmd(t.Context(), []string{"--metrics-addr", node.URL}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"node-7", s.router.ID().String(), "PEERS (0)", "REQUESTS (0 of 0)", "decision cache  on"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, `{"x":1}`) }))
+	t.Cleanup(other.Close)
+	if err := statusCmd(t.Context(), []string{"--metrics-addr", other.URL}, io.Discard, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "not a sluice status document") {
+		t.Errorf("err %v", err)
 	}
 }
