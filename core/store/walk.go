@@ -57,7 +57,7 @@ func Walk(ctx context.Context, s Store, target ocispec.Descriptor) ([]ocispec.De
 		if depth > 8 {
 			return fmt.Errorf("walk %s: nesting deeper than 8", target.Digest)
 		}
-		if _, err := s.Stat(ctx, d.Digest); err != nil {
+		if err := present(ctx, s, d.Digest); err != nil {
 			if errors.Is(err, ErrNotFound) {
 				return nil
 			}
@@ -113,4 +113,19 @@ func IsManifestOrIndex(mt string) bool {
 		return true
 	}
 	return false
+}
+
+// Exister is implemented by stores that can tell whether content is
+// present more cheaply than Stat (which may work out its sources).
+type Exister interface {
+	Exists(ctx context.Context, d digest.Digest) error
+}
+
+// present is nil when d is in s, ErrNotFound when it is not.
+func present(ctx context.Context, s Store, d digest.Digest) error {
+	if e, ok := s.(Exister); ok {
+		return e.Exists(ctx, d)
+	}
+	_, err := s.Stat(ctx, d)
+	return err
 }

@@ -76,3 +76,10 @@ func (l labelStore) Open(ctx context.Context, d digest.Digest) (store.Content, e
 func (l labelStore) Resolve(ctx context.Context, registry, repository, tag string) (ocispec.Descriptor, error) {
 	return l.Store.Resolve(ctx, registry, repository, tag)
 }
+
+// Exists implements store.Exister: presence without the sources, for
+// walks (the advertiser walks every image on each scan).
+func (s *Store) Exists(ctx context.Context, d digest.Digest) error {
+	_, err := s.statLabels(ctx, d)
+	return err
+}
