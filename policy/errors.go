@@ -21,7 +21,7 @@ const (
 	CodeTimeout = "policy_timeout"
 	// CodeUndefined: the package of the action defines nothing.
 	CodeUndefined = "policy_undefined"
-	// CodeInvalidAction: the action is none of advertise, serve, resolve.
+	// CodeInvalidAction: the action is none of advertise, serve, resolve, fetch.
 	CodeInvalidAction = "policy_invalid_action"
 	// CodeClosed: a decision asked of a Set after Close (a deny, also
 	// under fail-open).

@@ -10,6 +10,9 @@ type Input struct {
 	Peer      *Peer      `json:"peer,omitempty"`
 	Node      *Node      `json:"node,omitempty"`
 	Source    *Source    `json:"source,omitempty"`
+	// Upstream is where the responsible node would fetch from, for the
+	// fetch action only.
+	Upstream *Upstream `json:"upstream,omitempty"`
 	// Mirrors is the list of registries enabled in registries.yaml, or
 	// ["*"] when the wildcard is present or no registries.yaml is given.
 	Mirrors []string `json:"mirrors"`
@@ -54,4 +57,12 @@ type Source struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	Registries   []string          `json:"registries,omitempty"`
 	Repositories []string          `json:"repositories,omitempty"`
+}
+
+// Upstream is the upstream a fetch decision is about: the first endpoint
+// registries.yaml gives for the registry, and whether credentials
+// (configs.<host>.auth) would be sent.
+type Upstream struct {
+	Endpoint    string `json:"endpoint,omitempty"`
+	Credentials bool   `json:"credentials"`
 }

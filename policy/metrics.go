@@ -104,7 +104,7 @@ func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error)
 // engineMetrics are the label-resolved metrics of one source, so the hot
 // path does no label lookups.
 type engineMetrics struct {
-	decisions [3][numResults]prometheus.Counter // by action index, result
+	decisions [4][numResults]prometheus.Counter // by action index, result
 	duration  prometheus.Observer
 	errors    prometheus.Counter
 }
@@ -128,6 +128,8 @@ func actionIndex(a Action) int {
 		return 0
 	case ActionServe:
 		return 1
+	case ActionFetch:
+		return 3
 	}
 	return 2
 }

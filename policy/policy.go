@@ -1,5 +1,5 @@
 // Package policy is the decision facade of sluice: every action that lets
-// bytes cross a node boundary (advertise, serve, resolve) is answered by an
+// bytes cross a node boundary (advertise, serve, resolve, fetch) is answered by an
 // Engine. Several sources (the Rego set, each Wasm module) are combined so
 // that every source must allow; a deny from any wins.
 package policy
@@ -17,15 +17,18 @@ const (
 	ActionAdvertise Action = "advertise"
 	ActionServe     Action = "serve"
 	ActionResolve   Action = "resolve"
+	// ActionFetch: may the node responsible for a key fetch it from the
+	// upstream on behalf of a peer (a coalesced first pull, issue 11)?
+	ActionFetch Action = "fetch"
 )
 
 // Actions lists every decision point, in a stable order.
-var Actions = []Action{ActionAdvertise, ActionServe, ActionResolve}
+var Actions = []Action{ActionAdvertise, ActionServe, ActionResolve, ActionFetch}
 
 // Valid reports whether a is a known action.
 func (a Action) Valid() bool {
 	switch a {
-	case ActionAdvertise, ActionServe, ActionResolve:
+	case ActionAdvertise, ActionServe, ActionResolve, ActionFetch:
 		return true
 	}
 	return false
@@ -35,7 +38,7 @@ func (a Action) Valid() bool {
 func ParseAction(s string) (Action, error) {
 	a := Action(s)
 	if !a.Valid() {
-		return "", fmt.Errorf("unknown policy action %q (want advertise, serve or resolve)", s)
+		return "", fmt.Errorf("unknown policy action %q (want advertise, serve, resolve or fetch)", s)
 	}
 	return a, nil
 }

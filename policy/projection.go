@@ -43,12 +43,15 @@ const (
 	fMirrors
 	fSourceRegistries
 	fSourceRepositories
+	fUpstreamEndpoint
+	fUpstreamCredentials
 
-	fAll       = fSourceRepositories<<1 - 1
+	fAll       = fUpstreamCredentials<<1 - 1
 	fReference = fRegistry | fRepository | fTag | fDigest | fKind
 	fPeer      = fPeerID | fPeerAddress | fPeerTLSSubject
 	fNode      = fNodeName | fNodeLabels
 	fSource    = fSourceImage | fSourcePinned | fSourceLabels | fSourceRegistries | fSourceRepositories
+	fUpstream  = fUpstreamEndpoint | fUpstreamCredentials
 )
 
 // inputFields are the leaves of the input document as inputValue builds
@@ -78,6 +81,8 @@ var inputFields = []struct {
 	{"source.labels", fSourceLabels, false},
 	{"source.registries", fSourceRegistries, false},
 	{"source.repositories", fSourceRepositories, false},
+	{"upstream.endpoint", fUpstreamEndpoint, true},
+	{"upstream.credentials", fUpstreamCredentials, false},
 	{"mirrors", fMirrors, false},
 }
 
@@ -234,6 +239,10 @@ func appendKeyFields(dst []byte, in *Input, value, presence fieldMask) []byte {
 			}
 		}
 		dst = append(dst, '}')
+	}
+	if u := in.Upstream; u != nil && keyed&fUpstream != 0 {
+		// presence-only endpoint: keyed by value too (rare, tiny).
+		dst = appendUpstream(dst, u, keyed&fUpstream)
 	}
 	if value&fMirrors != 0 {
 		dst = appendMirrors(append(dst, `,"mirrors":`...), in.Mirrors)

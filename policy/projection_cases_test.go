@@ -19,19 +19,19 @@ var dropIns = []struct {
 	alone           bool // without the shipped policies
 	want            string
 }{
-	{"shipped", "", "", false, "action reference.registry reference.repository reference.tag reference.digest source.registries mirrors"},
+	{"shipped", "", "", false, "action reference.registry reference.repository reference.tag reference.digest source.registries upstream.endpoint upstream.credentials mirrors"},
 	{"serve deny on repository prefix", "private.rego", `package sluice.serve
 deny contains msg if {
 	startswith(input.reference.repository, "private/")
 	msg := sprintf("%s is private", [input.reference.repository])
-}`, false, "action reference.registry reference.repository reference.tag reference.digest source.registries mirrors"},
+}`, false, "action reference.registry reference.repository reference.tag reference.digest source.registries upstream.endpoint upstream.credentials mirrors"},
 	{"resolve allow by registry", "ghcr.rego", `package sluice.resolve
-allow if input.reference.registry == "ghcr.io"`, false, "action reference.registry reference.repository reference.tag reference.digest source.registries mirrors"},
+allow if input.reference.registry == "ghcr.io"`, false, "action reference.registry reference.repository reference.tag reference.digest source.registries upstream.endpoint upstream.credentials mirrors"},
 	{"peer tls subject", "peers.rego", `package sluice.serve
 deny contains "untrusted peer" if {
 	input.peer
 	not startswith(object.get(input, ["peer", "tls_subject"], ""), "CN=node-")
-}`, false, "action reference.registry reference.repository reference.tag reference.digest peer.id peer.address peer.tls_subject source.registries mirrors"},
+}`, false, "action reference.registry reference.repository reference.tag reference.digest peer.id peer.address peer.tls_subject source.registries upstream.endpoint upstream.credentials mirrors"},
 	{"presence only", "presence.rego", `package sluice.resolve
 default allow := false
 allow if {

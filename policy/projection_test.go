@@ -75,7 +75,7 @@ func TestProjection_Shipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := s.rev.Load().proj.String()
-	if want := "action reference.registry reference.repository reference.tag reference.digest source.registries mirrors"; got != want {
+	if want := "action reference.registry reference.repository reference.tag reference.digest source.registries upstream.endpoint upstream.credentials mirrors"; got != want {
 		t.Errorf("projection = %q, want %q", got, want)
 	}
 }

@@ -14,6 +14,7 @@ type inputKeys struct {
 	mediaType, size, peer, id, address, tlsSubject             *ast.Term
 	node, name, labels, source, image, pinned, mirrors         *ast.Term
 	registries, repositories                                   *ast.Term
+	upstream, endpoint, credentials                            *ast.Term
 }
 
 func newInputKeys() *inputKeys {
@@ -25,6 +26,7 @@ func newInputKeys() *inputKeys {
 		address: t("address"), tlsSubject: t("tls_subject"), node: t("node"), name: t("name"),
 		labels: t("labels"), source: t("source"), image: t("image"), pinned: t("pinned"),
 		mirrors: t("mirrors"), registries: t("registries"), repositories: t("repositories"),
+		upstream: t("upstream"), endpoint: t("endpoint"), credentials: t("credentials"),
 	}
 }
 
@@ -77,6 +79,12 @@ func (k *inputKeys) inputValue(in *Input, mirrors *ast.Term) ast.Value {
 			o = append(o, [2]*ast.Term{k.repositories, mirrorsTerm(s.Repositories)})
 		}
 		kv = append(kv, [2]*ast.Term{k.source, ast.NewTerm(ast.NewObject(o...))})
+	}
+	if u := in.Upstream; u != nil {
+		o := make([][2]*ast.Term, 0, 2)
+		o = appendStr(o, k.endpoint, u.Endpoint)
+		o = append(o, [2]*ast.Term{k.credentials, ast.InternedTerm(u.Credentials)})
+		kv = append(kv, [2]*ast.Term{k.upstream, ast.NewTerm(ast.NewObject(o...))})
 	}
 	if mirrors == nil {
 		mirrors = mirrorsTerm(in.Mirrors)
@@ -162,6 +170,9 @@ func appendKey(dst []byte, in *Input) []byte {
 		dst = appendList(dst, "registries", s.Registries)
 		dst = appendList(dst, "repositories", s.Repositories)
 		dst = append(dst, '}')
+	}
+	if u := in.Upstream; u != nil {
+		dst = appendUpstream(dst, u, fUpstream)
 	}
 	dst = appendMirrors(append(dst, `,"mirrors":`...), in.Mirrors)
 	return append(dst, '}')
@@ -251,4 +262,21 @@ func appendList(dst []byte, k string, l []string) []byte {
 	dst = appendJSONString(dst, k)
 	dst = append(dst, ':')
 	return appendMirrors(dst, l)
+}
+
+// appendUpstream appends `,"upstream":{…}` with the fields of keyed.
+func appendUpstream(dst []byte, u *Upstream, keyed fieldMask) []byte {
+	dst = append(dst, `,"upstream":{`...)
+	n := len(dst)
+	if keyed&fUpstreamEndpoint != 0 {
+		dst = appendField(dst, n, "endpoint", u.Endpoint)
+	}
+	if keyed&fUpstreamCredentials != 0 {
+		if len(dst) > n {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"credentials":`...)
+		dst = strconv.AppendBool(dst, u.Credentials)
+	}
+	return append(dst, '}')
 }

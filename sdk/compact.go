@@ -10,17 +10,19 @@ import (
 // wasm/internal/abi/compact.go, which the host encodes with; a test in
 // wasm/ checks that both agree.
 const (
-	compactVersion    = 1
-	compactHeaderLen  = 124
-	compactReference  = 1 << 0
-	compactPeer       = 1 << 1
-	compactNode       = 1 << 2
-	compactSource     = 1 << 3
-	compactPinned     = 1 << 4
-	compactMirrors    = 1 << 5
-	compactLists      = 1 << 6 // source.registries and .repositories follow the labels
-	compactStringsOff = 28
-	compactStrings    = 12
+	compactVersion     = 1
+	compactHeaderLen   = 124
+	compactReference   = 1 << 0
+	compactPeer        = 1 << 1
+	compactNode        = 1 << 2
+	compactSource      = 1 << 3
+	compactPinned      = 1 << 4
+	compactMirrors     = 1 << 5
+	compactLists       = 1 << 6 // source.registries and .repositories follow the labels
+	compactUpstream    = 1 << 7 // upstream present; its endpoint string follows the lists
+	compactCredentials = 1 << 8
+	compactStringsOff  = 28
+	compactStrings     = 12
 )
 
 var errCompact = errors.New("sdk: compact input: malformed")
@@ -79,10 +81,14 @@ func ParseCompactInput(b []byte) (Input, error) {
 	}
 	if flags&compactSource != 0 {
 		st.source = Source{Image: c.str(11), Pinned: flags&compactPinned != 0, Labels: sourceLabels}
-		if flags&compactLists != 0 {
-			st.source.Registries, st.source.Repositories = c.lists(slot)
-		}
 		in.Source = &st.source
+	}
+	if flags&compactSource != 0 && flags&compactLists != 0 {
+		st.source.Registries, st.source.Repositories, slot = c.lists(slot)
+	}
+	if flags&compactUpstream != 0 {
+		st.upstream = Upstream{Endpoint: c.str(slot), Credentials: flags&compactCredentials != 0}
+		in.Upstream = &st.upstream
 	}
 	if c.bad {
 		return Input{}, errCompact
@@ -100,6 +106,10 @@ type compactReader struct {
 
 func (c *compactReader) str(slot int) string {
 	at := compactStringsOff + 8*slot
+	if uint64(at)+8 > uint64(len(c.b)) {
+		c.bad = true
+		return ""
+	}
 	off := uint64(binary.LittleEndian.Uint32(c.b[at:]))
 	n := uint64(binary.LittleEndian.Uint32(c.b[at+4:]))
 	if off+n > uint64(len(c.s)) {
@@ -111,17 +121,17 @@ func (c *compactReader) str(slot int) string {
 
 // lists reads the entry (u32 R, u32 P) at slot and the R + P strings
 // after it: source.registries, then source.repositories.
-func (c *compactReader) lists(slot int) (registries, repositories []string) {
+func (c *compactReader) lists(slot int) (registries, repositories []string, next int) {
 	at := compactStringsOff + 8*slot
 	if uint64(at)+8 > uint64(len(c.b)) {
 		c.bad = true
-		return nil, nil
+		return nil, nil, slot
 	}
 	r := uint64(binary.LittleEndian.Uint32(c.b[at:]))
 	p := uint64(binary.LittleEndian.Uint32(c.b[at+4:]))
 	if uint64(at)+8+8*(r+p) > uint64(len(c.b)) {
 		c.bad = true
-		return nil, nil
+		return nil, nil, slot
 	}
 	slot++
 	read := func(n uint64) []string {
@@ -137,7 +147,7 @@ func (c *compactReader) lists(slot int) (registries, repositories []string) {
 	}
 	registries = read(r)
 	repositories = read(p)
-	return registries, repositories
+	return registries, repositories, slot
 }
 
 func (c *compactReader) labels(slot int, n uint64) (map[string]string, int) {

@@ -55,6 +55,11 @@ func ParseInput(b []byte) (Input, error) {
 				in.Source = &alloc().source
 				d.source(in.Source)
 			}
+		case "upstream":
+			if !d.null() {
+				in.Upstream = &alloc().upstream
+				d.upstream(in.Upstream)
+			}
 		case "mirrors":
 			if !d.null() {
 				in.Mirrors = d.strings(alloc().mirrors[:0])
@@ -76,11 +81,12 @@ func ParseInput(b []byte) (Input, error) {
 
 // storage holds the nested objects of one input in one allocation.
 type storage struct {
-	ref     Reference
-	peer    Peer
-	node    Node
-	source  Source
-	mirrors [4]string
+	ref      Reference
+	peer     Peer
+	node     Node
+	source   Source
+	upstream Upstream
+	mirrors  [4]string
 }
 
 // decoder reads JSON from s. The first error sticks in err; after it every
@@ -239,6 +245,20 @@ func (d *decoder) source(s *Source) {
 			if !d.null() {
 				s.Repositories = d.strings(nil)
 			}
+		default:
+			d.skip(0)
+		}
+	}
+}
+
+func (d *decoder) upstream(u *Upstream) {
+	d.open('{')
+	for more := d.first('}'); more; more = d.next('}') {
+		switch d.key() {
+		case "endpoint":
+			u.Endpoint = d.str()
+		case "credentials":
+			u.Credentials = d.bool()
 		default:
 			d.skip(0)
 		}

@@ -47,7 +47,8 @@ func settingsOf(data map[string]any) Settings {
 		b, _ := settings[key].(bool)
 		return b
 	}
-	return Settings{EnableLatest: on("enable_latest"), DigestOnly: on("digest_only")}
+	return Settings{EnableLatest: on("enable_latest"), DigestOnly: on("digest_only"),
+		CoalesceCredentialed: on("coalesce_credentialed")}
 }
 
 // decide implements sluice_decide on byte slices: it decodes the input,

@@ -36,6 +36,7 @@ const (
 	ActionAdvertise = "advertise"
 	ActionServe     = "serve"
 	ActionResolve   = "resolve"
+	ActionFetch     = "fetch"
 )
 
 // Reference kinds.
@@ -55,6 +56,8 @@ type Input struct {
 	Peer      *Peer      `json:"peer,omitempty"`
 	Node      *Node      `json:"node,omitempty"`
 	Source    *Source    `json:"source,omitempty"`
+	// Upstream is where the responsible node would fetch from (fetch only).
+	Upstream *Upstream `json:"upstream,omitempty"`
 	// Mirrors is the list of registries enabled in registries.yaml, or
 	// ["*"] when every registry is shared.
 	Mirrors []string `json:"mirrors"`
@@ -100,12 +103,23 @@ type Source struct {
 	Repositories []string          `json:"repositories,omitempty"`
 }
 
+// Upstream is the upstream of a fetch decision: the first endpoint
+// registries.yaml gives for the registry, and whether credentials would be
+// sent.
+type Upstream struct {
+	Endpoint    string `json:"endpoint,omitempty"`
+	Credentials bool   `json:"credentials"`
+}
+
 // Settings are data.sluice.settings, the switches of the shipped policies.
 type Settings struct {
 	// EnableLatest allows resolving and advertising :latest.
 	EnableLatest bool `json:"enable_latest"`
 	// DigestOnly refuses tag references: tags always go upstream.
 	DigestOnly bool `json:"digest_only"`
+	// CoalesceCredentialed lets a node fetch content of a registry that
+	// needs credentials on behalf of peers (fetch).
+	CoalesceCredentialed bool `json:"coalesce_credentialed"`
 }
 
 // Lookup walks Data along path, as data.a.b.c in Rego.

@@ -149,7 +149,7 @@ func TestPolicyCmd_TestSaysCache(t *testing.T) {
 		policy, want string
 	}{
 		{weekend, "decision cache: off: the policy calls non-deterministic builtins (time.now_ns); every decision is evaluated\n"},
-		{"../../policies", "decision cache: on (4096 entries, key: action reference.registry reference.repository reference.tag reference.digest source.registries mirrors)\n"},
+		{"../../policies", "decision cache: on (4096 entries, key: action reference.registry reference.repository reference.tag reference.digest source.registries upstream.endpoint upstream.credentials mirrors)\n"},
 	} {
 		out, _, err := runPolicyCmd(t, "test", "--policy", tc.policy, cases)
 		if tc.policy == weekend && err != nil {

@@ -134,7 +134,7 @@ func TestEngine_InputReads_Shipped(t *testing.T) {
 	got := readsString(newEngine(t, srcs...))
 	t.Logf("shipped policies read: %s", got)
 	// The digest value is read by lib.digest_suffix (part of lib.ref_string).
-	const want = "action mirrors reference.digest reference.registry reference.repository reference.tag source.registries"
+	const want = "action mirrors reference.digest reference.registry reference.repository reference.tag source.registries upstream.credentials upstream.endpoint"
 	if got != want {
 		t.Errorf("reads = %q, want %q", got, want)
 	}

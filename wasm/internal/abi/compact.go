@@ -31,18 +31,21 @@ const ExportDecideCompact = "sluice_decide_compact"
 //	     source labels: likewise
 //	     with CompactLists: one entry (u32 R, u32 P), then R strings
 //	     (source.registries) and P strings (source.repositories)
+//	     with CompactUpstream: one string (upstream.endpoint)
 //	     then the string bytes
 const (
-	CompactVersion    = 1
-	CompactHeaderLen  = 124
-	CompactReference  = 1 << 0 // reference present
-	CompactPeer       = 1 << 1
-	CompactNode       = 1 << 2
-	CompactSource     = 1 << 3
-	CompactPinned     = 1 << 4 // source.pinned
-	CompactMirrors    = 1 << 5 // mirrors not null (possibly empty)
-	CompactLists      = 1 << 6 // source.registries/.repositories entries follow the source labels
-	compactStringsOff = 28
+	CompactVersion     = 1
+	CompactHeaderLen   = 124
+	CompactReference   = 1 << 0 // reference present
+	CompactPeer        = 1 << 1
+	CompactNode        = 1 << 2
+	CompactSource      = 1 << 3
+	CompactPinned      = 1 << 4 // source.pinned
+	CompactMirrors     = 1 << 5 // mirrors not null (possibly empty)
+	CompactLists       = 1 << 6 // source.registries/.repositories entries follow the source labels
+	CompactUpstream    = 1 << 7 // upstream present; its endpoint string follows the lists
+	CompactCredentials = 1 << 8 // upstream.credentials
+	compactStringsOff  = 28
 )
 
 // Indices of the fixed strings.
@@ -75,6 +78,9 @@ func AppendCompact(dst []byte, action policy.Action, in *policy.Input) []byte {
 		lists = true
 		nStrings += 1 + len(s.Registries) + len(s.Repositories)
 	}
+	if in.Upstream != nil {
+		nStrings++
+	}
 	dst = slices.Grow(dst, compactStringsOff+8*nStrings+64)
 	var flags uint32
 	if in.Reference != nil {
@@ -97,6 +103,12 @@ func AppendCompact(dst []byte, action policy.Action, in *policy.Input) []byte {
 	}
 	if in.Mirrors != nil {
 		flags |= CompactMirrors
+	}
+	if in.Upstream != nil {
+		flags |= CompactUpstream
+		if in.Upstream.Credentials {
+			flags |= CompactCredentials
+		}
 	}
 	dst = binary.LittleEndian.AppendUint32(dst, CompactVersion)
 	dst = binary.LittleEndian.AppendUint32(dst, flags)
@@ -154,6 +166,9 @@ func AppendCompact(dst []byte, action policy.Action, in *policy.Input) []byte {
 		for _, r := range in.Source.Repositories {
 			w.put(r)
 		}
+	}
+	if in.Upstream != nil {
+		w.put(in.Upstream.Endpoint)
 	}
 	return w.dst
 }

@@ -62,6 +62,17 @@ func AppendInput(dst []byte, in *policy.Input) []byte {
 		dst = appendStrings(dst, "repositories", s.Repositories)
 		dst = append(dst, '}')
 	}
+	if u := in.Upstream; u != nil {
+		dst = append(dst, `,"upstream":{`...)
+		first := true
+		dst, first = appendField(dst, first, "endpoint", u.Endpoint)
+		if !first {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"credentials":`...)
+		dst = strconv.AppendBool(dst, u.Credentials)
+		dst = append(dst, '}')
+	}
 	dst = append(dst, `,"mirrors":`...)
 	if in.Mirrors == nil {
 		dst = append(dst, "null"...)

@@ -1,5 +1,5 @@
 // Package shipped is the Go rewrite of the Rego policies shipped in
-// policies/ (mirrors, latest, digest_only), rule for rule and message for
+// policies/ (mirrors, latest, digest_only, and fetch's credentials rule), rule for rule and message for
 // message, so that a Wasm module built from them decides exactly as the
 // Rego set does.
 package shipped
@@ -102,6 +102,17 @@ func DigestOnly(in sdk.Input) []string {
 		return nil
 	}
 	return []string{fmt.Sprintf("digest_only: tag reference %s is not shared, only digests are", refString(in))}
+}
+
+// Credentials is the credentials rule of policies/fetch.rego: a fetch
+// that would send credentials upstream is refused unless
+// data.sluice.settings.coalesce_credentialed is true. Other actions are
+// not affected.
+func Credentials(in sdk.Input) []string {
+	if in.Action != sdk.ActionFetch || in.Upstream == nil || !in.Upstream.Credentials || in.Settings.CoalesceCredentialed {
+		return nil
+	}
+	return []string{fmt.Sprintf("upstream %s needs credentials: content is not fetched on behalf of peers (set data.sluice.settings.coalesce_credentialed to allow it)", in.Upstream.Endpoint)}
 }
 
 func registryOf(in sdk.Input) string {
