@@ -106,7 +106,7 @@ func TestCompactInput_MatchesJSON(t *testing.T) {
 		"upstream after source lists": {Source: &policy.Source{Registries: []string{"docker.io"}, Repositories: []string{"docker.io/x"}},
 			Upstream: &policy.Upstream{Endpoint: "https://registry-1.docker.io", Credentials: true}, Mirrors: []string{"*"}},
 		"upstream without source": {Upstream: &policy.Upstream{Endpoint: "http://127.0.0.1:5000"}, Node: &policy.Node{Labels: map[string]string{"a": "b"}}},
-		"upstream empty": {Upstream: &policy.Upstream{}},
+		"upstream empty":          {Upstream: &policy.Upstream{}},
 	}
 	for name, in := range inputs {
 		t.Run(name, func(t *testing.T) {
