@@ -19,6 +19,7 @@ type Metrics struct {
 	HedgedFetches       prometheus.Counter
 	ResumedFetches      prometheus.Counter
 	PeerFetchRejected   prometheus.Counter // blob fetches refused because every fetch slot was busy
+	VerifyRejected      prometheus.Counter // peer requests refused because every background hash slot was busy
 }
 
 // New creates the collectors and registers them with reg (nil: a private
@@ -63,9 +64,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		PeerFetchRejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_peer_fetch_rejected_total", Help: "Blob fetches from peers refused with 404 because every fetch slot was busy.",
 		}),
+		VerifyRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_verify_rejected_total", Help: "Peer requests for a blob not yet verified, refused with 404 because every background hash slot was busy.",
+		}),
 	}
 	reg.MustRegister(m.MirrorRequests, m.ResolveDuration, m.BytesServed, m.BytesFetched,
 		m.PeerVerifyFailures, m.LocalVerifyFailures, m.RequestDuration, m.PeerFetchesInFlight,
-		m.HedgedFetches, m.ResumedFetches, m.PeerFetchRejected)
+		m.HedgedFetches, m.ResumedFetches, m.PeerFetchRejected, m.VerifyRejected)
 	return m
 }

@@ -268,6 +268,14 @@ func (c *call) verifyForPeer(d digest.Digest, content store.Content) (*flight, e
 	}
 	open := func() (store.Content, error) { return c.store.Open(context.WithoutCancel(c.r.Context()), d) }
 	known, ok, fl := c.verified.state(d, st, open)
+	if !known {
+		if _, done, _, err := fl.wait(c.r.Context(), 0); done && errors.Is(err, errHashBusy) {
+			// Every hash slot is busy: the peer goes to another provider
+			// or the upstream at once, as with a full fetch semaphore.
+			c.metrics.VerifyRejected.Inc()
+			return nil, oci.Errorf(http.StatusNotFound, oci.CodeBlobUnknown, "blob %s not verified yet and this node is busy verifying others", d)
+		}
+	}
 	if !known && c.r.Method != http.MethodHead {
 		// Most blobs hash within the grace: then a corrupt one is a clean
 		// 404 (the peer goes elsewhere) rather than an aborted body.

@@ -93,12 +93,23 @@ func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 // keeps serving local requests (the default).
 func WithClientStore(own bool) Option { return func(s *Server) { s.clientStore = own } }
 
+// WithVerifyConcurrency bounds how many unverified blob files are hashed
+// at once in the background (default 4); a peer asking for another one
+// while every slot is busy is answered 404 at once. n < 1 keeps the default.
+func WithVerifyConcurrency(n int) Option {
+	return func(s *Server) {
+		if n >= 1 {
+			s.verified.slots = n
+		}
+	}
+}
+
 // WithDefaultRegistry sets the registry of requests without ?ns=.
 func WithDefaultRegistry(r string) Option { return func(s *Server) { s.defaultRegistry = r } }
 
 // New returns a server over st.
 func New(st store.Store, opts ...Option) *Server {
-	s := &Server{store: st, defaultRegistry: "docker.io", verified: newVerifyCache(4096)}
+	s := &Server{store: st, defaultRegistry: "docker.io", verified: newVerifyCache(verdictCacheSize)}
 	for _, o := range opts {
 		o(s)
 	}

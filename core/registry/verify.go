@@ -23,9 +23,16 @@ import (
 // request that started it. Requests stream the file behind the hash's
 // progress (see flight) instead of waiting for it. A write to the file
 // (which changes ctime) makes it a new version, hashed again.
+//
+// At most slots hashes run at once: a new one asked for while every slot
+// is busy is refused (errHashBusy) rather than queued, so a peer sweeping
+// the node's digests, or many abandoned requests, cannot start a
+// whole-file read per blob.
 type verifyCache struct {
 	mu      sync.Mutex
 	max     int
+	slots   int
+	running int
 	m       map[digest.Digest]verdict
 	flights map[flightKey]*flight
 }
@@ -57,16 +64,32 @@ const verifyGrace = 100 * time.Millisecond
 // far ahead of a waiting request it publishes progress.
 const hashChunk = 256 << 10
 
+// verdictCacheSize is how many blob verdicts a node remembers: enough for
+// the blobs of a large node (a few thousand images), at about 200 bytes an
+// entry (the digest string, the file stamp, the map slot), so at most
+// ~13 MiB. An entry evicted costs one more hash of that blob.
+const verdictCacheSize = 65536
+
+// defaultHashSlots is how many background hashes run at once by default:
+// a few whole-file reads keep a disk busy; more only make each slower.
+const defaultHashSlots = 4
+
 func newVerifyCache(max int) *verifyCache {
-	return &verifyCache{max: max, m: map[digest.Digest]verdict{}, flights: map[flightKey]*flight{}}
+	return &verifyCache{max: max, slots: defaultHashSlots, m: map[digest.Digest]verdict{}, flights: map[flightKey]*flight{}}
 }
 
 // errFileChanged ends a hash whose file is no longer the version asked for.
 var errFileChanged = errors.New("blob file changed while being verified")
 
+// errHashBusy is the verdict of a hash refused because every slot was
+// busy: nothing was read, the blob is not judged.
+var errHashBusy = errors.New("every background hash slot is busy")
+
 // state returns the verdict on version st of d when known; otherwise the
 // hash of that version in flight, started with open (which must open the
 // blob afresh: the hash outlives the caller's handle) unless one runs.
+// When none runs and every slot is busy, the flight returned is already
+// finished with errHashBusy.
 func (v *verifyCache) state(d digest.Digest, st fileStamp, open func() (store.Content, error)) (known, ok bool, f *flight) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -78,6 +101,11 @@ func (v *verifyCache) state(d digest.Digest, st fileStamp, open func() (store.Co
 		return false, false, f
 	}
 	f = newFlight(st.size)
+	if v.running >= v.slots {
+		f.finish(false, fmt.Errorf("verify %s: %w", d, errHashBusy))
+		return false, false, f
+	}
+	v.running++
 	v.flights[key] = f
 	go v.run(key, f, open)
 	return false, false, f
@@ -89,6 +117,7 @@ func (v *verifyCache) run(key flightKey, f *flight, open func() (store.Content, 
 	ok, err := v.hash(key, f, open)
 	v.mu.Lock()
 	delete(v.flights, key)
+	v.running--
 	if err == nil {
 		if _, had := v.m[key.d]; !had && len(v.m) >= v.max {
 			for k := range v.m { // drop an arbitrary entry; a miss only costs a re-hash
