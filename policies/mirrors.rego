@@ -5,8 +5,13 @@
 #
 # serve is judged on what the serving node knows of the content: when
 # input.source.registries names the registries it was pulled or imported
-# under, one of them must be shared, whatever registry the requester wrote
-# (a claim, not a fact). Without sources, the requested registry is judged.
+# under, every one of them must be shared, whatever registry the requester
+# wrote (a claim, not a fact). "Any" would let content also known under a
+# private registry be served as a public image's (a crafted import or
+# public manifest naming a private digest adds a shared source); a base
+# layer shared by a private and a public image is then left to the nodes
+# holding only the public one, and to the upstream. Without sources, the
+# requested registry is judged.
 package sluice.policies
 
 import rego.v1
@@ -34,9 +39,12 @@ mirrors_shared if {
 
 mirrors_shared if {
 	by_source
-	some r in input.source.registries
-	shared_registry(r)
+	count(unshared_sources) == 0
 }
+
+# unshared_sources are the registries the content is known under that are
+# not shared, in input order.
+unshared_sources := [r | some r in input.source.registries; not shared_registry(r)]
 
 shared_registry(r) if {
 	registry := lib.canonical(r)
@@ -53,5 +61,5 @@ violation contains msg if {
 violation contains msg if {
 	not mirrors_shared
 	by_source
-	msg := sprintf("content known only under registries not in mirrors: %s", [concat(", ", input.source.registries)])
+	msg := sprintf("content known under registries not in mirrors: %s", [concat(", ", unshared_sources)])
 }

@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"archive/tar"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	ctr "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/sluice-oci/sluice/core/oci"
@@ -24,10 +26,20 @@ import (
 // collection keeps it, and every blob present labelled with
 // containerd.io/distribution.source.<registry>=<repository> so the node
 // knows which registry the content belongs to and shares it.
+//
+// Only content whose bytes are in the tar is labelled. An index may name
+// children the tar lacks that are already in the store — another image's,
+// perhaps a private one: labelling those would let a tarball that holds
+// nothing but a digest make private content known as, say, docker.io's.
+// Manifests containerd writes itself for a legacy docker-save tar (no
+// oci-layout) are not in the tar either; they stay unlabelled and are
+// known under the images that reach them (sources.go).
 func (s *Store) Import(ctx context.Context, r io.Reader) ([]string, error) {
 	ctx = s.ctx(ctx)
-	imgs, err := s.client.Import(ctx, r, ctr.WithAllPlatforms(true), ctr.WithSkipMissing(),
+	tee, files := watchTar(r)
+	imgs, err := s.client.Import(ctx, tee, ctr.WithAllPlatforms(true), ctr.WithSkipMissing(),
 		ctr.WithImageLabels(map[string]string{LabelPinned: "pinned"}))
+	inTar := files.wait()
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
@@ -37,7 +49,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader) ([]string, error) {
 		if err != nil {
 			continue // digest-only names created by the importer
 		}
-		if err := s.labelSources(ctx, img, ref); err != nil {
+		if err := s.labelSources(ctx, img, ref, inTar); err != nil {
 			return names, err
 		}
 		names = append(names, img.Name)
@@ -45,7 +57,56 @@ func (s *Store) Import(ctx context.Context, r io.Reader) ([]string, error) {
 	return names, nil
 }
 
-func (s *Store) labelSources(ctx context.Context, img images.Image, ref oci.Reference) error {
+// tarFiles hashes every regular file of a tar stream while containerd's
+// importer reads it (which stores each regular file as a blob under the
+// digest of its bytes, whatever its name says), so the import knows which
+// blobs the tar really brought.
+type tarFiles struct {
+	pw   *io.PipeWriter
+	done chan struct{}
+	seen map[digest.Digest]bool
+}
+
+// watchTar returns a reader of r that feeds a tarFiles as it is read.
+func watchTar(r io.Reader) (io.Reader, *tarFiles) {
+	pr, pw := io.Pipe()
+	t := &tarFiles{pw: pw, done: make(chan struct{}), seen: map[digest.Digest]bool{}}
+	go t.run(pr)
+	return io.TeeReader(r, pw), t
+}
+
+func (t *tarFiles) run(pr *io.PipeReader) {
+	defer close(t.done)
+	// Whatever happens here, keep draining: the importer's reads write
+	// to the pipe and must never block on it.
+	defer func() { _, _ = io.Copy(io.Discard, pr) }()
+	tr := tar.NewReader(pr)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			return // the end, or a tar the importer rejects as well
+		}
+		if hdr.Typeflag != tar.TypeReg { // the reader folds TypeRegA into TypeReg
+			continue
+		}
+		dg := digest.Canonical.Digester()
+		if _, err := io.Copy(dg.Hash(), tr); err != nil {
+			return
+		}
+		t.seen[dg.Digest()] = true
+	}
+}
+
+// wait ends the stream and returns the digests of the files read whole.
+func (t *tarFiles) wait() map[digest.Digest]bool {
+	_ = t.pw.Close()
+	<-t.done
+	return t.seen
+}
+
+// labelSources labels the content of img that the tar brought (inTar)
+// with the distribution source of ref.
+func (s *Store) labelSources(ctx context.Context, img images.Image, ref oci.Reference, inTar map[digest.Digest]bool) error {
 	cs := s.client.ContentStore()
 	key := LabelDistributionSource + ref.Registry
 	var descs []ocispec.Descriptor
@@ -67,6 +128,9 @@ func (s *Store) labelSources(ctx context.Context, img images.Image, ref oci.Refe
 		return fmt.Errorf("walk %s: %w", img.Name, err)
 	}
 	for _, d := range descs {
+		if !inTar[d.Digest] {
+			continue // already in the store: the tar only named it
+		}
 		info, err := cs.Info(ctx, d.Digest)
 		if err != nil {
 			return fmt.Errorf("label %s: %w", d.Digest, err)

@@ -47,18 +47,23 @@ func canonical(host string) string {
 // Mirrors is policies/mirrors.rego: a registry is shared only when it is
 // in input.mirrors, or "*" is; Docker Hub aliases are equivalent and an
 // empty list shares nothing. serve is judged on the registries the content
-// is known under (input.source.registries) when there are any.
+// is known under (input.source.registries) when there are any: every one
+// of them must be shared.
 func Mirrors(in sdk.Input) []string {
 	if slices.Contains(in.Mirrors, "*") {
 		return nil
 	}
 	if bySource(in) {
+		var unshared []string // mirrors.rego's unshared_sources
 		for _, r := range in.Source.Registries {
-			if sharedRegistry(in, r) {
-				return nil
+			if !sharedRegistry(in, r) {
+				unshared = append(unshared, r)
 			}
 		}
-		return []string{"content known only under registries not in mirrors: " + strings.Join(in.Source.Registries, ", ")}
+		if len(unshared) == 0 {
+			return nil
+		}
+		return []string{"content known under registries not in mirrors: " + strings.Join(unshared, ", ")}
 	}
 	registry := registryOf(in)
 	if registry != "" && (slices.Contains(in.Mirrors, registry) || sharedRegistry(in, registry)) { // absent: only "*" shares it
