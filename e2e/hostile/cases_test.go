@@ -19,7 +19,7 @@ var (
 )
 
 // hostileCases returns the request cases; layer is a blob the node holds.
-func hostileCases(layer digest.Digest, size int64) []hcase {
+func hostileCases(layer digest.Digest, size int64, private digest.Digest) []hcase {
 	missing := digest.FromString("not on this node")
 	hex64 := missing.Encoded()
 	L := layer.String()
@@ -117,7 +117,13 @@ func hostileCases(layer digest.Digest, size int64) []hcase {
 		{name: "unmirrored manifest", payload: get("/v2/library/hostile/manifests/1.0?ns=quay.io"), status: s404, code: "MANIFEST_UNKNOWN"},
 		{name: "unmirrored manifest ghcr", payload: get("/v2/org/app/manifests/v1?ns=ghcr.io"), status: s404, code: "MANIFEST_UNKNOWN"},
 		{name: "unmirrored missing blob", payload: get("/v2/org/app/blobs/" + missing.String() + "?ns=registry.k8s.io"), status: s404, code: "BLOB_UNKNOWN"},
-		{name: "unmirrored held blob", payload: get("/v2/library/hostile/blobs/" + L + "?ns=quay.io"), status: s403or404},
+		// The held blob is known under docker.io, which is shared: serve is
+		// judged on what the node knows about the content, not on the
+		// registry the request names (issue 10 item 3), so naming an
+		// unshared registry neither hides nor unlocks it.
+		{name: "private held blob under a shared name", payload: get("/v2/library/hostile/blobs/" + private.String() + "?ns=docker.io"), status: s403or404},
+		{name: "private held blob under its own name", payload: get("/v2/private/app/blobs/" + private.String() + "?ns=quay.io"), status: s403or404},
+		{name: "unmirrored name for a shared held blob", payload: get("/v2/library/hostile/blobs/" + L + "?ns=quay.io"), status: []int{200}, plain: true},
 		{name: "unmirrored with port", payload: get("/v2/x/manifests/v1?ns=localhost:5000"), status: s404, code: "MANIFEST_UNKNOWN"},
 
 		// Paths outside the API and requests net/http cannot parse.

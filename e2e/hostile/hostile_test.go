@@ -77,6 +77,15 @@ func TestHostile(t *testing.T) {
 	if err := img.WriteLayout(ctx, st); err != nil {
 		t.Fatal(err)
 	}
+	// An image of an unshared registry: its content must never be served,
+	// whatever registry a request names.
+	private, err := testimage.Build(testimage.Spec{Name: "quay.io/private/app:1.0", LayerSizes: []int64{8 << 10}, Seed: 82})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := private.WriteLayout(ctx, st); err != nil {
+		t.Fatal(err)
+	}
 	base := n.RegistryURL()
 	if !cluster.WaitFor(ctx, 10*time.Second, func() bool {
 		resp, err := http.Get(base + "/v2/library/hostile/manifests/1.0?ns=docker.io")
@@ -93,7 +102,7 @@ func TestHostile(t *testing.T) {
 
 	addr := n.RegistryAddr()
 	layer := img.Largest()
-	cases := hostileCases(layer.Digest, layer.Size)
+	cases := hostileCases(layer.Digest, layer.Size, private.Largest().Digest)
 	if len(cases) < 50 {
 		t.Fatalf("only %d cases", len(cases))
 	}
