@@ -211,16 +211,10 @@ func (c *Client) Blob(ctx context.Context, ref oci.Reference, dgst digest.Digest
 		return nil, err
 	}
 	desc := ocispec.Descriptor{MediaType: "application/octet-stream", Digest: dgst, Size: size}
-	from := 0
 	if size < 0 {
-		d, i, err := c.stat(ctx, s, ref)
-		if err != nil {
-			return nil, err
-		}
-		// Read from the endpoint that had it, falling back to later ones.
-		desc.Size, from = d.Size, i
+		return c.blobByDigest(ctx, s, ref, dgst)
 	}
-	rc, err := c.open(ctx, s, from, ref, desc)
+	rc, err := c.open(ctx, s, 0, ref, desc)
 	if err != nil {
 		return nil, err
 	}
