@@ -70,7 +70,9 @@ func (c *call) serve() {
 		return
 	}
 	if c.peer != nil {
-		c.fail(c.notFound())
+		if !c.serveCoalesced(ctx) {
+			c.fail(c.notFound())
+		}
 		return
 	}
 	c.servePeers(ctx)

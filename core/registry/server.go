@@ -66,6 +66,7 @@ type Server struct {
 	clientStore bool
 	observer    Observer
 	labels      registryLabels // bounded registry label of the request metrics
+	coalescer   Coalescer      // rollouts: peers answered from upstream fetches (coalesce.go)
 }
 
 // Option configures a Server.
