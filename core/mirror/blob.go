@@ -42,7 +42,7 @@ func (m *Mirror) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.R
 	m.metrics.PeerFetchesInFlight.Inc()
 	defer m.metrics.PeerFetchesInFlight.Dec()
 
-	peers, err := m.lookup(ctx, ref.Digest.String())
+	peers, err := m.find(ctx, ref.Digest.String())
 	if err != nil {
 		return err
 	}

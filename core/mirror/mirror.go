@@ -40,7 +40,8 @@ type Mirror struct {
 	metrics        *metrics.Metrics
 	log            *slog.Logger
 	sem            chan struct{}
-	tlsOnly        bool // set by WithTLS: peers announcing plain http are not fetched from
+	tlsOnly        bool          // set by WithTLS: peers announcing plain http are not fetched from
+	coalesceSelf   *routing.Peer // set by WithCoalesce: this node's registry, as peers reach it
 }
 
 var _ registry.Mirror = (*Mirror)(nil)
@@ -129,7 +130,7 @@ func (m *Mirror) Manifest(ctx context.Context, ref oci.Reference) (registry.Mani
 	if ref.Digest == "" {
 		key = ref.TagKey()
 	}
-	peers, err := m.lookup(ctx, key)
+	peers, err := m.find(ctx, key)
 	if err != nil {
 		return registry.Manifest{}, err
 	}

@@ -31,6 +31,10 @@ type peerSet struct {
 	seen    map[string]bool
 	failed  map[string]bool
 	q       *quarantine
+	// coalesce is the ID of the node responsible for the key when no
+	// provider was found (coalesce.go): it is asked with the coalesce
+	// header, and only it.
+	coalesce string
 }
 
 func (m *Mirror) lookup(ctx context.Context, key string) (*peerSet, error) {
@@ -213,7 +217,7 @@ func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string,
 		cancels = append(cancels, cancel)
 		inflight++
 		go func() {
-			resp, err := m.do(rctx, p, method, path, off)
+			resp, err := m.send(rctx, p, method, path, off, peers.coalesce != "" && p.ID == peers.coalesce)
 			results <- answer{resp: resp, peer: p, err: err, cancel: cancel, idx: idx}
 		}()
 		// Re-arm per start: the next hedge is one delay after this start.
@@ -301,6 +305,11 @@ func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string,
 
 // do sends one request to a peer and accepts 200, or 206 for a resume.
 func (m *Mirror) do(ctx context.Context, p routing.Peer, method, path string, off int64) (*http.Response, error) {
+	return m.send(ctx, p, method, path, off, false)
+}
+
+// send is do, with the coalesce header when coalesce is true.
+func (m *Mirror) send(ctx context.Context, p routing.Peer, method, path string, off int64, coalesce bool) (*http.Response, error) {
 	if m.tlsOnly && p.Scheme != "https" {
 		return nil, fmt.Errorf("peer %s announces %q but this node fetches from peers over https only", p.ID, p.Scheme)
 	}
@@ -309,6 +318,9 @@ func (m *Mirror) do(ctx context.Context, p routing.Peer, method, path string, of
 		return nil, err
 	}
 	req.Header.Set(registry.PeerHeader, m.self)
+	if coalesce {
+		req.Header.Set(oci.CoalesceHeader, "1")
+	}
 	if strings.Contains(path, "/manifests/") {
 		req.Header.Set("Accept", strings.Join(oci.ManifestAccept, ", "))
 	}
