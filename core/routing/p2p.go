@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p-kad-dht/records"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -20,8 +19,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ipnet "github.com/libp2p/go-libp2p/core/pnet"
-	"github.com/libp2p/go-libp2p/p2p/security/noise"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/sync/errgroup"
 )
@@ -69,6 +66,20 @@ type P2PConfig struct {
 	RecordTTL time.Duration
 	// Logger receives the router's logs; silent if nil.
 	Logger *slog.Logger
+	// Host, when set, is used instead of starting a libp2p host (the
+	// simulation runs nodes on mocknet this way): ListenAddr, DataDir,
+	// AnnounceAddrs and PSK are then ignored, and Close closes Host.
+	Host host.Host
+	// DHTOptions are extra kad-dht options, applied after sluice's own
+	// (e.g. dht.OnRequestHook to count RPCs in the simulation).
+	DHTOptions []dht.Option
+	// ReprovideInterval is how often the sweeping provider re-provides
+	// every region of the keyspace (RecordTTL/3 if 0).
+	ReprovideInterval time.Duration
+	// OneByOne re-provides each key with its own Provide (a lookup plus
+	// ~20 ADD_PROVIDER per key) every time Advertise is called, as before
+	// the sweeping provider; kept to measure the difference.
+	OneByOne bool
 }
 
 // P2P is the libp2p + Kademlia DHT router.
@@ -90,6 +101,8 @@ type P2P struct {
 	once   sync.Once
 
 	departed *departures // peers that said they left (LeaveProtocol)
+
+	sweep *sweeper // nil with P2PConfig.OneByOne
 }
 
 var (
@@ -120,10 +133,6 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 	if err := self.valid(); err != nil {
 		return nil, fmt.Errorf("p2p config: %w", err)
 	}
-	listen, err := ParseListenAddr(cfg.ListenAddr)
-	if err != nil {
-		return nil, err
-	}
 	bootstrap := make([]Bootstrap, 0, len(cfg.Bootstrap))
 	for _, s := range cfg.Bootstrap {
 		b, err := ParseBootstrap(s)
@@ -132,48 +141,21 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 		}
 		bootstrap = append(bootstrap, b)
 	}
-	var announce []ma.Multiaddr
-	for _, a := range cfg.AnnounceAddrs {
-		m, err := ParseListenAddr(a)
-		if err != nil {
-			return nil, fmt.Errorf("announce address: %w", err)
-		}
-		announce = append(announce, m)
-	}
-	key, err := LoadOrCreateKey(cfg.DataDir)
+	h, key, listen, err := cfg.newHost()
 	if err != nil {
 		return nil, err
-	}
-	opts := []libp2p.Option{
-		libp2p.Identity(key),
-		libp2p.ListenAddrs(listen),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.DisableRelay(),
-		libp2p.DisableMetrics(),
-		libp2p.UserAgent("sluice"),
-	}
-	if len(cfg.PSK) > 0 {
-		opts = append(opts, libp2p.PrivateNetwork(cfg.PSK))
-	}
-	if len(announce) > 0 {
-		opts = append(opts, libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
-			return append(slices.Clone(addrs), announce...)
-		}))
-	}
-	h, err := libp2p.New(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("start libp2p host: %w", err)
 	}
 	ttl := cfg.RecordTTL
 	if ttl <= 0 {
 		ttl = DefaultRecordTTL
 	}
-	d, err := dht.New(h,
+	dopts := []dht.Option{
 		dht.Mode(dht.ModeServer),
 		dht.ProtocolPrefix(DHTProtocolPrefix),
 		dht.ProviderManagerOpts(records.ProvideValidity(ttl)),
-	)
+	}
+	dopts = append(dopts, cfg.DHTOptions...)
+	d, err := dht.New(h, dopts...)
 	if err != nil {
 		_ = h.Close()
 		return nil, fmt.Errorf("start DHT: %w", err)
@@ -195,9 +177,21 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 		host: h, dht: d, key: key, psk: cfg.PSK, resolver: resolver,
 		bootstrap: bootstrap, log: log, loopback: lip.IsLoopback(), checkInterval: check,
 	}
+	if !cfg.OneByOne {
+		interval := cfg.ReprovideInterval
+		if interval <= 0 {
+			interval = ttl / 3
+		}
+		if p.sweep, err = newSweeper(d, interval); err != nil {
+			_ = d.Close()
+			_ = h.Close()
+			return nil, err
+		}
+	}
 	p.info = newInfoService(h, self)
 	sub, err := h.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
 	if err != nil {
+		p.sweep.close()
 		_ = d.Close()
 		_ = h.Close()
 		return nil, fmt.Errorf("subscribe to identify events: %w", err)
@@ -207,6 +201,7 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 	if err := p.startLeave(runCtx, ttl); err != nil {
 		cancel()
 		sub.Close()
+		p.sweep.close()
 		_ = d.Close()
 		_ = h.Close()
 		return nil, err
@@ -259,7 +254,7 @@ func (p *P2P) Close() error {
 	var err error
 	p.once.Do(func() {
 		p.cancel()
-		err = errors.Join(p.dht.Close(), p.host.Close())
+		err = errors.Join(p.sweep.close(), p.dht.Close(), p.host.Close())
 		p.wg.Wait()
 	})
 	return err
@@ -304,6 +299,15 @@ func (p *P2P) Advertise(ctx context.Context, keys []string) error {
 	if p.PeerCount() == 0 {
 		return fmt.Errorf("advertise %d keys: %w", len(keys), ErrNoPeers)
 	}
+	if p.sweep != nil {
+		return p.sweep.advertise(ctx, keys, cids, p.provideEach)
+	}
+	return p.provideEach(ctx, keys, cids)
+}
+
+// provideEach provides every key on its own: a lookup of the closest peers
+// and an ADD_PROVIDER to each, per key.
+func (p *P2P) provideEach(ctx context.Context, keys []string, cids []cid.Cid) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(provideConcurrency)
 	var (
@@ -335,10 +339,14 @@ func (p *P2P) Advertise(ctx context.Context, keys []string) error {
 // Lookup on other nodes may return this node, whose registry answers 404;
 // the mirror then moves to the next peer.
 func (p *P2P) Withdraw(ctx context.Context, keys []string) error {
-	if _, err := keyCIDs(keys); err != nil {
+	cids, err := keyCIDs(keys)
+	if err != nil {
 		return err
 	}
-	return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return p.sweep.withdraw(ctx, cids)
 }
 
 func keyCIDs(keys []string) ([]cid.Cid, error) {
