@@ -132,11 +132,21 @@ func runNode(stop context.Context, cfg *runConfig, log *slog.Logger) error {
 	if clientTLS != nil {
 		mopts = append(mopts, mirror.WithTLS(clientTLS))
 	}
-	mir := mirror.New(router, mopts...)
-	api := registry.New(st, registry.WithMirror(mir), registry.WithPolicy(pol), registry.WithMetrics(m),
+	ropts := []registry.Option{registry.WithPolicy(pol), registry.WithMetrics(m),
 		registry.WithLogger(log), registry.WithDefaultRegistry(cfg.DefaultRegistry), registry.WithPeerRateLimit(cfg.PeerRateLimit),
 		registry.WithClientStore(isContainerdStore(st)), // the local containerd is answered through peers only
-		registry.WithObserver(reqLog))
+		registry.WithObserver(reqLog)}
+	if cfg.Coalesce.On {
+		co, self, err := newCoalescer(cfg, router, pol, scheme, regPort, log)
+		if err != nil {
+			return fmt.Errorf("--coalesce: %w", err)
+		}
+		defer co.Close()
+		mopts = append(mopts, mirror.WithCoalesce(self))
+		ropts = append(ropts, registry.WithCoalescer(co))
+	}
+	mir := mirror.New(router, mopts...)
+	api := registry.New(st, append(ropts, registry.WithMirror(mir))...)
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)

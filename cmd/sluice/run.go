@@ -38,6 +38,7 @@ type runConfig struct {
 	PeerRateLimit                      int64
 	ReadHeaderTimeout                  time.Duration
 	ShutdownTimeout                    time.Duration
+	Coalesce                           coalesceFlags // rollouts (coalesce.go)
 
 	// sockets replaces containerdSockets() in tests.
 	sockets []string
@@ -81,6 +82,7 @@ func runFlags(cfg *runConfig) *flag.FlagSet {
 	fs.Int64Var(&cfg.PeerRateLimit, "peer-rate-limit", 0, "bytes per second this node sends to peers, all together (0: no limit)")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "time a client has to send its request headers")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight transfers may run before they are cut (a second signal exits at once)")
+	cfg.Coalesce.register(fs)
 	return fs
 }
 
@@ -122,6 +124,9 @@ func (cfg *runConfig) validate() error {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout %s: must be positive", cfg.ShutdownTimeout))
+	}
+	if err := cfg.Coalesce.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
