@@ -1,6 +1,7 @@
 package wasm_test
 
 import (
+	"bytes"
 	"context"
 	"runtime"
 	"testing"
@@ -41,6 +42,15 @@ var hostileDeclarations = []struct {
 	{"exports", wasmModule(section(7, uleb(1<<32-1))), wasm.CodeCompile},
 	{"imports", wasmModule(section(2, uleb(1<<32-1))), wasm.CodeCompile},
 	{"elements", wasmModule(section(9, cat(vec(cat([]byte{0x01, 0x00}, uleb(1<<32-1))), []byte{0x00}))), wasm.CodeCompile},
+	// Modules whose compile takes minutes to hours (wazero cannot be
+	// interrupted while it compiles): 100,000 nested blocks in one
+	// function, a br_table of 1,000,000 labels, 990,000 empty functions
+	// (27 s and 1.3 GB).
+	{"nested-blocks", rawGuest{memory: pages(1), decide: i64Const(allowResult),
+		funcs: [][]byte{cat(bytes.Repeat([]byte{0x02, 0x40}, 100_000), bytes.Repeat([]byte{0x0B}, 100_000))}}.bytes(), wasm.CodeLimit},
+	{"br_table", rawGuest{memory: pages(1), decide: i64Const(allowResult),
+		funcs: [][]byte{cat([]byte{0x02, 0x40, 0x20, 0x00, 0x0E}, uleb(1_000_000), make([]byte, 1_000_001), []byte{0x0B})}}.bytes(), wasm.CodeLimit},
+	{"functions", rawGuest{memory: pages(1), decide: i64Const(allowResult), funcs: make([][]byte, 990_000)}.bytes(), wasm.CodeLimit},
 }
 
 // manyLocals declares n functions of 50,000 i32 locals each.

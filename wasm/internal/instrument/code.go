@@ -127,12 +127,20 @@ func (c *checks) rewriteFunc(dst []byte, r *reader, m *module) ([]byte, error) {
 	code := r.b
 	dst = append(dst, code[:r.i]...)
 	dst = append(dst, c.spend...) // function entry: recursion without loops
+	var blocks uint64             // control instructions: basic blocks of the compiler
 	for r.i < len(r.b) {
 		start := r.i
 		op := r.byte()
 		var after []byte
 		switch op {
+		case 0x02, 0x04, 0x05, 0x0B, 0x0C, 0x0D: // block, if, else, end, br, br_if
+			blocks++
+		case 0x0E: // br_table: a branch a label
+			blocks += 1 + uint64(r.peekU32())
+		}
+		switch op {
 		case opLoop:
+			blocks++
 			r.blockType()
 			dst = append(dst, code[start:r.i]...)
 			dst = append(dst, c.spend...)
@@ -172,6 +180,10 @@ func (c *checks) rewriteFunc(dst []byte, r *reader, m *module) ([]byte, error) {
 	}
 	if len(code) == 0 || code[len(code)-1] != opEnd {
 		return nil, fmt.Errorf("%w: function body does not end with end", ErrMalformed)
+	}
+	m.maxBlocks = max(m.maxBlocks, blocks)
+	if m.compileCost += blocks * blocks; m.compileCost > MaxCompileCost {
+		return nil, fmt.Errorf("%w: control flow too costly to compile (%d branches and blocks in this function; %d units in all, the host allows %d)", ErrLimit, blocks, m.compileCost, uint64(MaxCompileCost))
 	}
 	return dst, r.err
 }

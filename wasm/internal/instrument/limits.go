@@ -13,11 +13,15 @@ import "errors"
 // guest declares (a 3 MB Go policy has ~5,000 functions, ~40 locals per
 // function at most, one table of ~5,000 entries).
 const (
-	MaxModuleBytes       = 64 << 20
-	MaxTypes             = 1_000_000
-	MaxParams            = 1_000 // and results, per function type
-	MaxImports           = 100_000
-	MaxFunctions         = 1_000_000 // imported and defined
+	MaxModuleBytes = 64 << 20
+	MaxTypes       = 1_000_000
+	MaxParams      = 1_000 // and results, per function type
+	MaxImports     = 100_000
+	// MaxFunctions: wazero compiles ~40,000 functions a second and keeps
+	// per-function state in every instance (990,000 empty functions, a
+	// 4 MB module, took 27 s and 1.3 GB to load); a 6 MB Go guest has
+	// ~4,400.
+	MaxFunctions         = 100_000 // imported and defined
 	MaxTables            = 16
 	MaxMemories          = 1
 	MaxGlobals           = 1_000_000
@@ -29,6 +33,16 @@ const (
 	MaxLocals            = 50_000  // declared locals of one function
 	MaxTotalLocals       = 1 << 22 // declared locals of all functions
 	MaxNames             = 1 << 21 // entries of the name section
+	// MaxCompileCost bounds the sum over functions of the square of a
+	// function's control instructions (block, loop, if, else, end, br,
+	// br_if, and br_table counted once per label): wazero's optimising
+	// compiler walks dominator chains per basic block, quadratic in a
+	// function's blocks, and cannot be interrupted. 100,000 nested blocks
+	// (300 KB) took minutes, 2.5 million (7.5 MB) or a br_table of 7
+	// million labels over 10 minutes. Go guests of 3–6 MB cost 0.5–2×10⁸
+	// (at most ~3,800 in one function); a module at this bound compiles
+	// in ~5 s.
+	MaxCompileCost = 1 << 32
 	// MaxTableEntries bounds the maxima of all tables together; every
 	// table must declare a maximum.
 	MaxTableEntries = 1 << 20

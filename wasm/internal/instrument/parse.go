@@ -46,6 +46,8 @@ type module struct {
 	elementEntries  uint64
 	dataSegments    uint32
 	totalLocals     uint64
+	compileCost     uint64 // sum over functions of (control instructions)²
+	maxBlocks       uint64 // control instructions of the largest function
 	names           uint64
 	hasStart        bool
 	startFunc       uint32

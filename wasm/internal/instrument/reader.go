@@ -120,6 +120,15 @@ func (r *reader) leb(maxBytes int) uint64 {
 	return 0
 }
 
+// peekU32 returns the u32 at the current offset without reading it (0
+// when there is none).
+func (r *reader) peekU32() uint32 {
+	save, err := r.i, r.err
+	v := r.u32()
+	r.i, r.err = save, err
+	return v
+}
+
 func (r *reader) u32() uint32 {
 	v := r.leb(5)
 	if v > 0xFFFFFFFF {
