@@ -28,6 +28,7 @@ Usage:
   sluice policy     eval | test | fmt policies
   sluice explain    what the policy decides for an image reference
   sluice status     a running node's status
+  sluice doctor     check containerd reads sluice's hosts.toml and the node's ports answer
   sluice certs      init | issue | psk: a dev CA, node certificates, a PSK
   sluice demo       a local three-node cluster sharing an image
   sluice version    print the version
@@ -67,6 +68,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return explainCmd(ctx, rest, stdout, stderr)
 	case "status":
 		return statusCmd(ctx, rest, stdout, stderr)
+	case "doctor":
+		return doctorCmd(ctx, rest, stdout, stderr)
 	case "demo":
 		return demoCmd(ctx, rest, stdout, stderr)
 	case "certs":

@@ -27,6 +27,8 @@ type Daemon struct {
 	Dir    string
 	Socket string
 	Root   string
+	// Config is the daemon's config.toml.
+	Config string
 	bin    string
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
@@ -106,9 +108,20 @@ func repoRoot() (string, error) {
 	return filepath.Dir(mod), nil
 }
 
+// Option changes how a daemon is started.
+type Option func(*options)
+
+type options struct{ extra string }
+
+// WithConfig appends TOML to the daemon's generated config.toml, e.g. a
+// [plugins."io.containerd.cri.v1.images".registry] table with config_path.
+func WithConfig(toml string) Option {
+	return func(o *options) { o.extra += "\n" + toml + "\n" }
+}
+
 // Start builds the binaries if needed and starts a daemon; it is stopped
 // when the test ends.
-func Start(t testing.TB) *Daemon {
+func Start(t testing.TB, opts ...Option) *Daemon {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("containerd tests need root (they run as root here and in CI)")
@@ -121,7 +134,7 @@ func Start(t testing.TB) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := StartIn(bin, dir)
+	d, err := StartIn(bin, dir, opts...)
 	if err != nil {
 		os.RemoveAll(dir)
 		t.Fatal(err)
@@ -137,7 +150,11 @@ func Start(t testing.TB) *Daemon {
 }
 
 // StartIn starts a daemon with its files in dir (used by the demo too).
-func StartIn(bin, dir string) (*Daemon, error) {
+func StartIn(bin, dir string, opts ...Option) (*Daemon, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -152,8 +169,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", 
   address = %q
 [debug]
   address = %q
-`, d.Root, filepath.Join(dir, "state"), d.Socket, d.Socket+".ttrpc", filepath.Join(dir, "debug.sock"))
+`, d.Root, filepath.Join(dir, "state"), d.Socket, d.Socket+".ttrpc", filepath.Join(dir, "debug.sock")) + o.extra
 	cfgPath := filepath.Join(dir, "config.toml")
+	d.Config = cfgPath
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func writeFile(t *testing.T, path, content string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestCheckConfigPath_ConfigFiles reads containerd config files of every
+// version and checks config_path against the hosts directory sluice wrote.
+func TestCheckConfigPath_ConfigFiles(t *testing.T) {
+	t.Parallel()
+	const hosts = "/etc/sluice-test/certs.d"
+	tests := []struct {
+		name     string
+		files    map[string]string // relative to the temp dir; "config.toml" is loaded
+		major    int
+		hostsDir string
+		want     string // status
+		detail   string // in the detail
+		disabled string
+	}{
+		{name: "v2", files: map[string]string{"config.toml": "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"" + hosts + "\"\n"},
+			major: 1, want: statusOK, detail: "containerd reads " + hosts},
+		{name: "v3", files: map[string]string{"config.toml": "version = 3\n[plugins.\"io.containerd.cri.v1.images\".registry]\n  config_path = \"" + hosts + "\"\n"},
+			major: 2, want: statusOK, detail: "containerd reads " + hosts},
+		{name: "v1 plugin names", files: map[string]string{"config.toml": "[plugins.cri.registry]\n  config_path = \"" + hosts + "\"\n"},
+			major: 1, want: statusOK},
+		{name: "v2 list, ours second", files: map[string]string{"config.toml": "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/docker/certs.d:" + hosts + "\"\n"},
+			want: statusOK},
+		{name: "v3 from an import", files: map[string]string{
+			"config.toml":       "version = 3\nimports = [\"conf.d/*.toml\"]\n",
+			"conf.d/hosts.toml": "version = 3\n[plugins.\"io.containerd.cri.v1.images\".registry]\n  config_path = \"" + hosts + "\"\n"},
+			major: 2, want: statusOK},
+		{name: "wrong path", files: map[string]string{"config.toml": "version = 3\n[plugins.\"io.containerd.cri.v1.images\".registry]\n  config_path = \"/x/certs.d\"\n"},
+			major: 2, want: statusFail, detail: "containerd reads hosts from /x/certs.d (config_path = \"/x/certs.d\" in "},
+		{name: "wrong path says what to rerun", files: map[string]string{"config.toml": "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/x/certs.d\"\n"},
+			want: statusFail, detail: "rerun sluice configure --hosts-dir /x/certs.d"},
+		{name: "v3 missing config_path, containerd 2 default", files: map[string]string{"config.toml": "version = 3\n"},
+			major: 2, hostsDir: "/etc/containerd/certs.d", want: statusOK, detail: "containerd's default"},
+		{name: "v3 missing config_path, not the default", files: map[string]string{"config.toml": "version = 3\n"},
+			major: 2, want: statusFail, detail: "but sluice configured " + hosts},
+		{name: "v2 missing config_path, containerd 1", files: map[string]string{"config.toml": "version = 2\n"},
+			major: 1, want: statusFail, detail: "sets no config_path"},
+		{name: "v3 config_path in the v2 table", files: map[string]string{"config.toml": "version = 3\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"" + hosts + "\"\n"},
+			major: 2, want: statusFail, detail: "which containerd ignores"},
+		{name: "mirrors and no config_path", files: map[string]string{"config.toml": "version = 3\n[plugins.\"io.containerd.cri.v1.images\".registry.mirrors.\"docker.io\"]\n  endpoint = [\"http://127.0.0.1:5000\"]\n"},
+			major: 2, want: statusFail, detail: "deprecated"},
+		{name: "plugin disabled", files: map[string]string{"config.toml": "version = 3\ndisabled_plugins = [\"io.containerd.cri.v1.images\"]\n[plugins.\"io.containerd.cri.v1.images\".registry]\n  config_path = \"" + hosts + "\"\n"},
+			major: 2, want: statusOK, disabled: criImagesPlugin},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			for name, content := range tt.files {
+				writeFile(t, filepath.Join(dir, name), content)
+			}
+			hc, err := loadHostsConfig(t.Context(), filepath.Join(dir, "config.toml"), tt.major)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hostsDir := tt.hostsDir
+			if hostsDir == "" {
+				hostsDir = hosts
+			}
+			c := checkConfigPath(hc, hostsDir)
+			if c.Status != tt.want || !strings.Contains(c.Detail, tt.detail) {
+				t.Errorf("check = %s %q, want %s containing %q", c.Status, c.Detail, tt.want, tt.detail)
+			}
+			if hc.Disabled != tt.disabled {
+				t.Errorf("disabled = %q, want %q", hc.Disabled, tt.disabled)
+			}
+		})
+	}
+}
+
+// TestLoadHostsConfig_Errors: a file containerd cannot read is an error
+// naming the file.
+func TestLoadHostsConfig_Errors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"bad.toml":    "version = 3\n[plugins\n",
+		"future.toml": "version = 99\n",
+	} {
+		p := writeFile(t, filepath.Join(dir, name), content)
+		if _, err := loadHostsConfig(t.Context(), p, 2); err == nil || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s: err = %v, want an error naming the file", name, err)
+		}
+	}
+	if _, err := loadHostsConfig(t.Context(), filepath.Join(dir, "missing.toml"), 2); err == nil {
+		t.Error("missing file: no error")
+	}
+}
+
+// TestCheckHostsFiles_FirstHost reads hosts directories with containerd's
+// own hosts.toml loader: the sluice mirror must come first in each.
+func TestCheckHostsFiles_FirstHost(t *testing.T) {
+	t.Parallel()
+	const mirror = "http://127.0.0.1:5000"
+	configured := func(t *testing.T, dir string) {
+		t.Helper()
+		reg := writeFile(t, filepath.Join(t.TempDir(), "registries.yaml"), "mirrors:\n  docker.io:\n  registry.k8s.io:\n")
+		var out, errb bytes.Buffer
+		if err := configureCmd(t.Context(), []string{"--registries", reg, "--hosts-dir", dir, "--mirror", mirror}, &out, &errb); err != nil {
+			t.Fatalf("configure: %v\n%s", err, errb.String())
+		}
+	}
+	tests := []struct {
+		name   string
+		setup  func(t *testing.T, hosts, other string) (roots []string)
+		mirror string
+		want   string
+		detail string
+	}{
+		{name: "configured", setup: func(t *testing.T, hosts, _ string) []string { configured(t, hosts); return []string{hosts} },
+			want: statusOK, detail: "2 registries try " + mirror + " first: docker.io, registry.k8s.io"},
+		{name: "second in config_path, not shadowed", setup: func(t *testing.T, hosts, other string) []string {
+			configured(t, hosts)
+			writeFile(t, filepath.Join(other, "quay.io", "hosts.toml"), "server = \"https://quay.io\"\n")
+			return []string{other, hosts}
+		}, want: statusOK},
+		{name: "empty dir", setup: func(t *testing.T, hosts, _ string) []string { return []string{hosts} },
+			want: statusFail, detail: "no hosts.toml under"},
+		{name: "other mirror configured", setup: func(t *testing.T, hosts, _ string) []string { configured(t, hosts); return []string{hosts} },
+			mirror: "http://127.0.0.1:5002", want: statusFail, detail: "docker.io: first host is http://127.0.0.1:5000, not http://127.0.0.1:5002"},
+		{name: "hand-written hosts.toml", setup: func(t *testing.T, hosts, _ string) []string {
+			writeFile(t, filepath.Join(hosts, "docker.io", "hosts.toml"), "server = \"https://registry-1.docker.io\"\n[host.\"https://mirror.example.com\"]\n  capabilities = [\"pull\"]\n")
+			return []string{hosts}
+		}, want: statusFail, detail: "first host is https://mirror.example.com"},
+		{name: "shadowed by an earlier root", setup: func(t *testing.T, hosts, other string) []string {
+			configured(t, hosts)
+			writeFile(t, filepath.Join(other, "docker.io", "hosts.toml"), "server = \"https://registry-1.docker.io\"\n")
+			return []string{other, hosts}
+		}, want: statusFail, detail: "containerd reads " + "%OTHER%/docker.io first"},
+		{name: "bad mirror URL", setup: func(t *testing.T, hosts, _ string) []string { configured(t, hosts); return []string{hosts} },
+			mirror: "127.0.0.1:5000", want: statusFail, detail: "want a URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			hosts, other := t.TempDir(), t.TempDir()
+			roots := tt.setup(t, hosts, other)
+			m := tt.mirror
+			if m == "" {
+				m = mirror
+			}
+			c := checkHostsFiles(t.Context(), roots, hosts, m)
+			detail := strings.ReplaceAll(tt.detail, "%OTHER%", other)
+			if c.Status != tt.want || !strings.Contains(c.Detail, detail) {
+				t.Errorf("check = %s %q, want %s containing %q", c.Status, c.Detail, tt.want, detail)
+			}
+		})
+	}
+}
+
+// doctorJSON runs sluice doctor --json and returns its checks by name.
+func doctorJSON(t *testing.T, args ...string) (map[string]check, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := doctorCmd(t.Context(), append(args, "--json"), &out, &errb)
+	var doc struct {
+		Checks []check `json:"checks"`
+	}
+	if jerr := json.Unmarshal(out.Bytes(), &doc); jerr != nil {
+		t.Fatalf("doctor --json output %q: %v (stderr %s)", out.String(), jerr, errb.String())
+	}
+	byName := map[string]check{}
+	for _, c := range doc.Checks {
+		byName[c.Name] = c
+	}
+	return byName, err
+}
+
+func wantCheck(t *testing.T, checks map[string]check, name, status, detail string) {
+	t.Helper()
+	c, ok := checks[name]
+	if !ok {
+		t.Errorf("no %q check in %v", name, checks)
+		return
+	}
+	if c.Status != status || !strings.Contains(c.Detail, detail) {
+		t.Errorf("%s = %s %q, want %s containing %q", name, c.Status, c.Detail, status, detail)
+	}
+}
+
+// TestDoctorCmd_Text: one line per check, FAIL lines make the command
+// fail.
+func TestDoctorCmd_Text(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := writeFile(t, filepath.Join(dir, "config.toml"), fmt.Sprintf("version = 3\n[plugins.%q.registry]\n  config_path = %q\n", criImagesPlugin, "/x"))
+	var out, errb bytes.Buffer
+	err := doctorCmd(t.Context(), []string{"--store", "containerd://" + filepath.Join(dir, "none.sock"), "--containerd-config", cfg,
+		"--hosts-dir", filepath.Join(dir, "certs.d"), "--metrics-addr", "127.0.0.1:1", "--p2p-addr", "127.0.0.1:1", "--mirror", "http://127.0.0.1:1"}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "checks failed") {
+		t.Fatalf("err = %v, want checks failed", err)
+	}
+	for _, want := range []string{`FAIL\s+containerd\s+no containerd socket at `, `ok\s+containerd config\s+` + regexp.QuoteMeta(cfg), `FAIL\s+config_path\s+containerd reads hosts from /x `,
+		`FAIL\s+hosts.toml\s+no hosts.toml`, `FAIL\s+registry\s+nothing answers`, `FAIL\s+readyz\s+nothing answers`, `FAIL\s+p2p\s+127.0.0.1:1 does not accept`} {
+		if !regexp.MustCompile(`(?m)^` + want).MatchString(out.String()) {
+			t.Errorf("no line matching %q in:\n%s", want, out.String())
+		}
+	}
+}
