@@ -144,8 +144,16 @@ func runDoctor(ctx context.Context, cfg doctorConfig) []check {
 	default:
 		checks = append(checks, cc.ok("%s (version %d, from %s)", file, hc.Version, how))
 		checks = append(checks, checkConfigPath(hc, cfg.HostsDir))
-		if hc.Disabled != "" && !d.criLoaded {
-			checks = append(checks, check{Name: "cri plugin"}.warn("%s disables %s: the kubelet's pulls do not read hosts.toml (ctr pulls with --hosts-dir still do)", file, hc.Disabled))
+		cri := check{Name: "cri plugin"}
+		switch {
+		case d.major > 0 && !d.criLoaded && hc.Disabled != "":
+			checks = append(checks, cri.warn("%s disables %s, so the kubelet's pulls do not read hosts.toml (ctr pulls with --hosts-dir still do): remove it from disabled_plugins", file, hc.Disabled))
+		case d.major > 0 && !d.criLoaded:
+			checks = append(checks, cri.warn("containerd has no CRI image plugin loaded, so the kubelet's pulls do not read hosts.toml: see containerd's log"))
+		case d.major == 0 && hc.Disabled != "":
+			checks = append(checks, cri.warn("%s disables %s, so the kubelet's pulls do not read hosts.toml: remove it from disabled_plugins", file, hc.Disabled))
+		case d.criLoaded:
+			checks = append(checks, cri.ok("containerd's CRI image plugin is loaded"))
 		}
 	}
 	checks = append(checks, checkHostsFiles(ctx, hc.Roots, cfg.HostsDir, cfg.Mirror))

@@ -4,11 +4,18 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sluice-oci/sluice/internal/cluster"
+	"github.com/sluice-oci/sluice/internal/ctrtest"
+	"github.com/sluice-oci/sluice/internal/testimage"
 )
 
 func writeFile(t *testing.T, path, content string) string {
@@ -218,5 +225,118 @@ func TestDoctorCmd_Text(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^` + want).MatchString(out.String()) {
 			t.Errorf("no line matching %q in:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestDoctorCmd_Node runs doctor against a real containerd whose config
+// sets config_path, with an image imported, and real sluice nodes; then
+// breaks each part and expects its check to say so.
+func TestDoctorCmd_Node(t *testing.T) {
+	hostsDir := filepath.Join(t.TempDir(), "certs.d")
+	d := ctrtest.Start(t, ctrtest.WithConfig(fmt.Sprintf("[plugins.%q.registry]\n  config_path = %q", criImagesPlugin, hostsDir)))
+	store := "containerd://" + d.Socket
+
+	img, err := testimage.Build(testimage.Spec{Name: "docker.io/library/doctor:1.0", Platforms: []string{"linux/amd64"}, LayerSizes: []int64{300}, Seed: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tarBuf bytes.Buffer
+	if err := img.WriteExport(&tarBuf, testimage.Export{Platforms: []string{"linux/amd64"}}); err != nil {
+		t.Fatal(err)
+	}
+	tarPath := writeFile(t, filepath.Join(t.TempDir(), "img.tar"), tarBuf.String())
+	var out, errb bytes.Buffer
+	if err := importCmd(t.Context(), []string{"--store", store, "--containerd-namespace", ctrtest.Namespace, tarPath}, &out, &errb); err != nil {
+		t.Fatalf("import: %v\n%s", err, errb.String())
+	}
+	if _, err := d.Ctr(t.Context(), "namespaces", "create", "empty"); err != nil {
+		t.Fatal(err)
+	}
+
+	bin, err := cluster.BuildSluice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(name, ip string, boot ...string) *cluster.Node {
+		n, err := cluster.Start(t.Context(), bin, cluster.Spec{Name: name, IP: ip, Store: store, DataDir: t.TempDir()}, boot...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			n.Stop()
+			if t.Failed() {
+				t.Logf("%s log:\n%s", name, n.Log())
+			}
+		})
+		return n
+	}
+	n1 := start("doc1", "127.0.0.61")
+	p2p := net.JoinHostPort(n1.IP, strconv.Itoa(n1.P2PPort))
+
+	reg := writeFile(t, filepath.Join(t.TempDir(), "registries.yaml"), "mirrors:\n  docker.io:\n")
+	if err := configureCmd(t.Context(), []string{"--registries", reg, "--hosts-dir", hostsDir, "--mirror", n1.RegistryURL()}, &out, &errb); err != nil {
+		t.Fatalf("configure: %v\n%s", err, errb.String())
+	}
+	base := func(over ...string) []string {
+		flags := map[string]string{"--store": store, "--hosts-dir": hostsDir, "--mirror": n1.RegistryURL(), "--metrics-addr": n1.MetricsURL(), "--p2p-addr": p2p}
+		for i := 0; i+1 < len(over); i += 2 {
+			flags[over[i]] = over[i+1]
+		}
+		var args []string
+		for k, v := range flags {
+			args = append(args, k, v)
+		}
+		return args
+	}
+
+	// Healthy, alone: readyz warns (no peers), the CRI plugin is disabled
+	// in ctrtest's config, everything else is ok.
+	checks, err := doctorJSON(t, base()...)
+	if err != nil {
+		t.Fatalf("doctor on a healthy node: %v: %v", err, checks)
+	}
+	wantCheck(t, checks, "containerd", statusOK, "containerd 2.")
+	wantCheck(t, checks, "namespace", statusOK, `namespace "k8s.io" holds 1 images`)
+	wantCheck(t, checks, "containerd config", statusOK, d.Config+" (version 3, from the daemon's command line)")
+	wantCheck(t, checks, "config_path", statusOK, "containerd reads "+hostsDir)
+	wantCheck(t, checks, "cri plugin", statusWarn, "disables "+criImagesPlugin)
+	wantCheck(t, checks, "hosts.toml", statusOK, "1 registries try "+n1.RegistryURL()+" first: docker.io")
+	wantCheck(t, checks, "registry", statusOK, n1.RegistryURL()+"/v2/ answers")
+	wantCheck(t, checks, "readyz", statusWarn, "no peers known")
+	wantCheck(t, checks, "p2p", statusOK, p2p+" accepts connections")
+
+	// A peer joins: ready.
+	start("doc2", "127.0.0.62", n1.Addr)
+	if !cluster.WaitFor(t.Context(), 20*time.Second, func() bool {
+		c, _ := doctorJSON(t, base()...)
+		return c["readyz"].Status == statusOK
+	}) {
+		t.Fatal("readyz never became ok with a peer")
+	}
+
+	otherCfg := writeFile(t, filepath.Join(t.TempDir(), "config.toml"), "version = 3\n[plugins.\"io.containerd.cri.v1.images\".registry]\n  config_path = \"/elsewhere\"\n")
+	tests := []struct {
+		name, check, status, detail string
+		over                        []string
+	}{
+		{"no socket", "containerd", statusFail, "no containerd socket at", []string{"--store", "containerd://" + filepath.Join(d.Dir, "none.sock")}},
+		{"no namespace", "namespace", statusFail, `namespace "nope" does not exist`, []string{"--containerd-namespace", "nope"}},
+		{"empty namespace", "namespace", statusWarn, `namespace "empty" holds no images`, []string{"--containerd-namespace", "empty"}},
+		{"config missing", "containerd config", statusFail, "no such file", []string{"--containerd-config", filepath.Join(d.Dir, "missing.toml")}},
+		{"other config", "config_path", statusFail, "containerd reads hosts from /elsewhere", []string{"--containerd-config", otherCfg}},
+		{"other hosts dir", "config_path", statusFail, "but sluice configured " + d.Dir, []string{"--hosts-dir", d.Dir}},
+		{"other mirror", "hosts.toml", statusFail, "docker.io: first host is " + n1.RegistryURL(), []string{"--mirror", "http://127.0.0.61:1"}},
+		{"registry down", "registry", statusFail, "nothing answers at http://127.0.0.61:1/v2/", []string{"--mirror", "http://127.0.0.61:1"}},
+		{"metrics down", "readyz", statusFail, "nothing answers", []string{"--metrics-addr", "127.0.0.61:1"}},
+		{"p2p down", "p2p", statusFail, "127.0.0.61:1 does not accept", []string{"--p2p-addr", "127.0.0.61:1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checks, err := doctorJSON(t, base(tt.over...)...)
+			wantCheck(t, checks, tt.check, tt.status, tt.detail)
+			if (tt.status == statusFail) != (err != nil) {
+				t.Errorf("err = %v with %s %s", err, tt.check, tt.status)
+			}
+		})
 	}
 }
