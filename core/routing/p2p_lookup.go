@@ -72,8 +72,9 @@ func (p *P2P) Lookup(ctx context.Context, key string, count int) (<-chan Peer, e
 // connection to it. Without a connection on one of its announced
 // addresses it is dialled (libp2p tries every announced address and keeps
 // one that answers), so a dead or shared address (docker0, an address
-// nothing listens on) is never picked while a working one exists; pickIP
-// is the fallback when the dial fails.
+// nothing listens on) is never picked while a working one exists. A
+// provider whose every address fails is dead and skipped; pickIP is the
+// fallback when the dial is cut short by ctx.
 func (p *P2P) resolvePeer(ctx context.Context, ai peer.AddrInfo) (Peer, bool) {
 	if len(ai.Addrs) > 0 {
 		p.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
@@ -106,7 +107,13 @@ func (p *P2P) resolvePeer(ctx context.Context, ai peer.AddrInfo) (Peer, bool) {
 			return mk(ip), true
 		}
 	} else if ctx.Err() == nil {
+		// Every announced address refused or failed before the budget
+		// ran out: the node is gone (its records outlive it by up to
+		// RecordTTL). Offering it would send the fetch to a dead
+		// registry; only a dial cut short by the budget falls back to an
+		// announced address.
 		p.log.Debug("resolve provider: dial", "peer", ai.ID, "error", err)
+		return Peer{}, false
 	}
 	var conns []ma.Multiaddr
 	for _, c := range p.host.Network().ConnsToPeer(ai.ID) {
