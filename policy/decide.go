@@ -76,11 +76,19 @@ func (s *Set) decide(ctx context.Context, rev *revision, action Action, in *Inpu
 
 	d := Decision{Allow: true}
 	results := make([]uint8, len(rev.sources))
-	failed := false
+	failed, volatile := false, false
 	for i := range rev.sources {
 		src := &rev.sources[i]
 		start := time.Now()
-		sd, err := src.engine.Decide(ctx, action, *in)
+		var sd Decision
+		var err error
+		if src.volatile != nil {
+			var v bool
+			sd, v, err = src.volatile.DecideVolatile(ctx, action, *in)
+			volatile = volatile || v
+		} else {
+			sd, err = src.engine.Decide(ctx, action, *in)
+		}
 		src.m.duration.Observe(time.Since(start).Seconds())
 		switch {
 		case err != nil:
@@ -112,7 +120,7 @@ func (s *Set) decide(ctx context.Context, rev *revision, action Action, in *Inpu
 	if len(rev.sources) == 0 {
 		d = Decision{Allow: false, Reasons: []string{"no policy source"}}
 	}
-	if !failed {
+	if !failed && !volatile { // a volatile decision may differ next time
 		rev.cache.put(string(key), cacheEntry{d: d, results: results})
 	}
 	*bp = key

@@ -55,3 +55,12 @@ type Decision struct {
 type Engine interface {
 	Decide(ctx context.Context, action Action, in Input) (Decision, error)
 }
+
+// VolatileEngine is an Engine that tells, per decision, whether the
+// answer depended on more than its input (a Wasm guest read a clock or a
+// random source): the Set caches no such decision. An Engine without it
+// is taken to be a function of its input.
+type VolatileEngine interface {
+	Engine
+	DecideVolatile(ctx context.Context, action Action, in Input) (d Decision, volatile bool, err error)
+}

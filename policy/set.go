@@ -83,9 +83,10 @@ func (rev *revision) retire() {
 func (rev *revision) close() { rev.closeOnce.Do(func() { closeSources(rev.sources) }) }
 
 type source struct {
-	name   string // "rego" or the .wasm path
-	engine Engine
-	m      *engineMetrics
+	name     string // "rego" or the .wasm path
+	engine   Engine
+	volatile VolatileEngine // engine, when it reports volatile decisions
+	m        *engineMetrics
 }
 
 // DefaultCacheSize is the decision cache size when WithCacheSize is not given.
@@ -161,7 +162,10 @@ func (s *Set) build(ctx context.Context, prev *revision) (*revision, error) {
 			}
 			return nil, &Error{Code: CodeCompile, Location: w.path, Message: "cannot open Wasm policy", Err: err}
 		}
-		rev.sources = append(rev.sources, source{name: w.path, engine: eng, m: s.m.forEngine(engineName(eng, EngineWasm))})
+		// A guest that reads a clock or random bytes makes that decision
+		// uncacheable (VolatileEngine).
+		vol, _ := eng.(VolatileEngine)
+		rev.sources = append(rev.sources, source{name: w.path, engine: eng, volatile: vol, m: s.m.forEngine(engineName(eng, EngineWasm))})
 	}
 	return rev, nil
 }

@@ -60,6 +60,7 @@ const (
 	typeRecurse   = 3 // (i32) -> ()
 	typeRandomGet = 4 // (i32 i32) -> i32
 	typeFdWrite   = 5 // (i32 i32 i32 i32) -> i32
+	typeClockGet  = 6 // (i32 i64 i32) -> i32
 )
 
 // rawGuest is an ABI v1 module assembled by hand:
@@ -67,6 +68,7 @@ const (
 //	(module
 //	  (import "wasi_snapshot_preview1" "random_get" (func (param i32 i32) (result i32)))  ;; when randomGet
 //	  (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))  ;; when fdWrite
+//	  (import "wasi_snapshot_preview1" "clock_time_get" (func (param i32 i64 i32) (result i32)))  ;; when clockGet
 //	  (table …)                                   ;; tables
 //	  (memory …)                                  ;; memory (limits bytes)
 //	  (func $sluice_abi_version (result i32) (i32.const 1))
@@ -80,6 +82,7 @@ const (
 type rawGuest struct {
 	randomGet bool
 	fdWrite   bool     // import wasi fd_write (after random_get)
+	clockGet  bool     // import wasi clock_time_get (after fd_write)
 	elems     []uint64 // an active element segment at table 0, offset 0
 	tables    [][]byte // table types: reftype, limits
 	memory    []byte   // memory limits
@@ -100,6 +103,9 @@ func (g rawGuest) bytes() []byte {
 	if g.fdWrite {
 		imports = append(imports, cat(str("wasi_snapshot_preview1"), str("fd_write"), []byte{0x00}, uleb(typeFdWrite)))
 	}
+	if g.clockGet {
+		imports = append(imports, cat(str("wasi_snapshot_preview1"), str("clock_time_get"), []byte{0x00}, uleb(typeClockGet)))
+	}
 	base := uint64(len(imports))
 	funcTypes := [][]byte{uleb(typeVersion), uleb(typeAlloc), uleb(typeDecide)}
 	body := func(code []byte) []byte {
@@ -118,7 +124,7 @@ func (g rawGuest) bytes() []byte {
 	}
 	sections := [][]byte{
 		section(1, vec(fn(nil, []byte{i32}), fn([]byte{i32}, []byte{i32}), fn([]byte{i32, i32, i32, i32}, []byte{i64}),
-			fn([]byte{i32}, nil), fn([]byte{i32, i32}, []byte{i32}), fn([]byte{i32, i32, i32, i32}, []byte{i32}))),
+			fn([]byte{i32}, nil), fn([]byte{i32, i32}, []byte{i32}), fn([]byte{i32, i32, i32, i32}, []byte{i32}), fn([]byte{i32, i64, i32}, []byte{i32}))),
 	}
 	if len(imports) > 0 {
 		sections = append(sections, section(2, vec(imports...)))

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tetratelabs/wazero"
@@ -42,12 +43,13 @@ type Engine struct {
 	compiled wazero.CompiledModule
 	ownCache bool
 	pool     *pool.Pool[*instance]
+	epoch    time.Time // zero of the guests' monotonic clock
 
 	mu     sync.RWMutex // held for reading by calls, for writing by Close
 	closed bool
 }
 
-var _ policy.Engine = (*Engine)(nil)
+var _ policy.VolatileEngine = (*Engine)(nil)
 
 // OpenFunc is the signature policy.WithWasm takes.
 type OpenFunc = func(ctx context.Context, path string, module []byte, data map[string]any) (policy.Engine, error)
@@ -79,7 +81,7 @@ func Opener(opts ...Option) OpenFunc {
 // through sluice_configure; nil is sent as {}. name labels logs, metrics
 // and errors.
 func New(ctx context.Context, name string, module []byte, data map[string]any, opts ...Option) (*Engine, error) {
-	e := &Engine{name: name, cfg: defaults()}
+	e := &Engine{name: name, cfg: defaults(), epoch: time.Now()}
 	for _, o := range opts {
 		o(&e.cfg)
 	}
@@ -164,13 +166,22 @@ func (e *Engine) load(ctx context.Context, module []byte) error {
 // is an *Error (errors.As), counted in sluice_wasm_errors_total; the
 // facade treats it as a deny unless fail-open.
 func (e *Engine) Decide(ctx context.Context, action policy.Action, in policy.Input) (policy.Decision, error) {
+	d, _, err := e.DecideVolatile(ctx, action, in)
+	return d, err
+}
+
+// DecideVolatile is Decide, and reports whether the guest read a clock or
+// random bytes during the call (WASI clock_time_get, random_get): such a
+// decision may change with no change of input, and policy.Set does not
+// cache it.
+func (e *Engine) DecideVolatile(ctx context.Context, action policy.Action, in policy.Input) (policy.Decision, bool, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.closed {
-		return policy.Decision{}, e.newError(CodeClosed, ErrClosed)
+		return policy.Decision{}, false, e.newError(CodeClosed, ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
-		return policy.Decision{}, e.newError(ctxCode(err), err)
+		return policy.Decision{}, false, e.newError(ctxCode(err), err)
 	}
 	x, ok := e.pool.TryGet()
 	if !ok {
@@ -183,18 +194,18 @@ func (e *Engine) Decide(ctx context.Context, action policy.Action, in policy.Inp
 		cancelWait()
 		if err != nil {
 			if CodeOf(err) != "" {
-				return policy.Decision{}, err
+				return policy.Decision{}, false, err
 			}
-			return policy.Decision{}, e.newError(ctxCode(err), fmt.Errorf("wait for an instance: %w", err))
+			return policy.Decision{}, false, e.newError(ctxCode(err), fmt.Errorf("wait for an instance: %w", err))
 		}
 	}
-	d, err := x.call(ctx, action, &in)
+	d, volatile, err := x.call(ctx, action, &in)
 	if err != nil {
 		e.pool.Discard(x)
-		return policy.Decision{}, err
+		return policy.Decision{}, volatile, err
 	}
 	e.pool.Put(x)
-	return d, nil
+	return d, volatile, nil
 }
 
 func ctxCode(err error) Code {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -32,7 +33,11 @@ type instance struct {
 	compact api.Function
 	stdout  *logWriter
 	stderr  *logWriter
-	wd      *watchdog
+	// volatile is set when the guest reads a clock or random bytes (the
+	// host's clock and random source below): the decision of that call
+	// may change with no change of input and must not be cached.
+	volatile bool
+	wd       *watchdog
 
 	stack [4]uint64
 	ptr   uint32 // input buffer in guest memory, from sluice_alloc
@@ -58,9 +63,9 @@ func (e *Engine) newInstance(ctx context.Context) (*instance, error) {
 		WithStartFunctions(). // run by init, under the watchdog
 		WithStdout(x.stdout).
 		WithStderr(x.stderr).
-		WithSysWalltime().
-		WithSysNanotime().
-		WithRandSource(rand.Reader)
+		WithWalltime(x.walltime, sys.ClockResolution(time.Microsecond.Nanoseconds())).
+		WithNanotime(x.nanotime, 1).
+		WithRandSource(volatileReader{x})
 	mod, err := e.rt.InstantiateModule(ctx, e.compiled, mc)
 	if err != nil {
 		return nil, e.newError(CodeInstantiate, err)
@@ -147,12 +152,36 @@ func (x *instance) reserve(ctx context.Context, n int) error {
 }
 
 // call runs one decision in the guest, interrupted by the watchdog after
-// the engine's timeout or when ctx is done.
-func (x *instance) call(ctx context.Context, action policy.Action, in *policy.Input) (policy.Decision, error) {
+// the engine's timeout or when ctx is done. volatile reports that the
+// guest read a clock or random bytes meanwhile.
+func (x *instance) call(ctx context.Context, action policy.Action, in *policy.Input) (d policy.Decision, volatile bool, err error) {
+	x.volatile = false
 	x.wd.arm(ctx, x.e.cfg.timeout)
-	d, err := x.callGuest(ctx, action, in)
+	d, err = x.callGuest(ctx, action, in)
 	x.wd.disarm()
-	return d, err
+	return d, x.volatile, err
+}
+
+// The clocks and random source of the guest (WASI clock_time_get,
+// random_get) note that the guest read them. Each instance serves one
+// call at a time, on the caller's goroutine.
+
+func (x *instance) walltime() (int64, int32) {
+	x.volatile = true
+	now := time.Now()
+	return now.Unix(), int32(now.Nanosecond())
+}
+
+func (x *instance) nanotime() int64 {
+	x.volatile = true
+	return int64(time.Since(x.e.epoch))
+}
+
+type volatileReader struct{ x *instance }
+
+func (r volatileReader) Read(p []byte) (int, error) {
+	r.x.volatile = true
+	return rand.Read(p)
 }
 
 func (x *instance) callGuest(ctx context.Context, action policy.Action, in *policy.Input) (policy.Decision, error) {
