@@ -96,6 +96,13 @@ func newSimNet(tb testing.TB, n int, tweak simConfig) *simNet {
 		}
 	}
 	start := time.Now()
+	// Identify runs before a connected peer enters the routing table.
+	deadline := time.Now().Add(2 * time.Minute)
+	for _, p := range s.nodes {
+		for p.PeerCount() < 3 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	// One refresh per node, many at once: a refresh mostly waits.
 	for range 1 {
 		var wg sync.WaitGroup
