@@ -252,6 +252,7 @@ func (c *Coalescer) expire(now time.Time) []string {
 	for d, m := range c.manifests {
 		if now.After(m.expires) {
 			delete(c.manifests, d)
+			c.used -= int64(len(m.bytes))
 			keys = append(keys, d.String())
 		}
 	}

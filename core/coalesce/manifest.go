@@ -124,7 +124,19 @@ func (c *Coalescer) keepManifest(d digest.Digest, b []byte, mediaType string) {
 		}
 	}
 	c.mu.Lock()
-	_, had := c.manifests[d]
+	old, had := c.manifests[d]
+	if had {
+		c.used -= int64(len(old.bytes))
+	}
+	// Manifests count against the spool cap too: a peer naming many
+	// digests cannot grow the node's memory past what the operator set.
+	if c.used+int64(len(b)) > c.cfg.MaxBytes {
+		delete(c.manifests, d)
+		c.mu.Unlock()
+		c.log.Warn("coalesce: spool full; manifest not kept", "digest", d)
+		return
+	}
+	c.used += int64(len(b))
 	c.manifests[d] = &manifest{bytes: b, mediaType: mediaType, expires: time.Now().Add(max(c.cfg.TTL, c.cfg.TagTTL))}
 	c.mu.Unlock()
 	if !had {
