@@ -5,7 +5,7 @@ FUZZTIME ?= 15s
 BENCHCOUNT ?= 6
 RACE_PKGS := ./core/... ./policy/... ./wasm/... ./sdk/... ./cmd/... ./internal/...
 
-.PHONY: all build containerd wasm-examples lint opa-test test unit e2e conformance fuzz bench demo clean image manifests deploy-test
+.PHONY: all build containerd wasm-examples lint opa-test test unit e2e conformance fuzz bench bench-dht demo clean image manifests deploy-test
 
 all: build
 
@@ -49,6 +49,11 @@ fuzz:
 		for f in $$(grep -h '^func Fuzz' $$p/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
 			echo "fuzz $$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
 		done; done
+
+# The DHT simulation at 100, 300 and 1000 in-process nodes (mocknet) and
+# the re-provide cost of 10k keys, one by one vs swept (BENCHMARKS.md).
+bench-dht:
+	$(GO) test -run '^$$' -bench 'DHTSim$$|DHTReprovide' -benchtime 1x -timeout 60m -v ./core/routing/ | tee bench-dht.txt
 
 # Benchmarks for benchstat: make bench; benchstat old.txt bench.txt
 bench:
