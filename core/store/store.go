@@ -47,7 +47,8 @@ type Info struct {
 	// under (case-folded, docker.io for Docker Hub): containerd's
 	// containerd.io/distribution.source.<registry> labels, or the names of
 	// the images that reach it in the embedded and memory stores. Empty
-	// when unknown.
+	// when unknown. Registries and Repositories may be shared with other
+	// content: read them, never modify them.
 	Registries []string
 	// Repositories are the full repository names ("registry/repository")
 	// the content was pulled or imported under, from the same sources.

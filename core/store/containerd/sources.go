@@ -21,7 +21,7 @@ import (
 type imageSources struct {
 	mu    sync.Mutex
 	stamp string
-	m     map[digest.Digest]store.SourceSet
+	m     *store.SourceIndex
 }
 
 // of returns the sources of d from the images of the namespace.
@@ -38,7 +38,7 @@ func (is *imageSources) of(ctx context.Context, s *Store, d digest.Digest) (regi
 	is.mu.Lock()
 	defer is.mu.Unlock()
 	if is.m == nil || stamp != is.stamp {
-		m := map[digest.Digest]store.SourceSet{}
+		m := store.NewSourceIndex()
 		for _, img := range imgs {
 			r, err := oci.ParseImageName(img.Name)
 			if err != nil {
@@ -49,15 +49,12 @@ func (is *imageSources) of(ctx context.Context, s *Store, d digest.Digest) (regi
 				s.log.Warn("walk image for its sources", "image", img.Name, "err", err)
 			}
 			for _, desc := range descs {
-				if m[desc.Digest] == nil {
-					m[desc.Digest] = store.SourceSet{}
-				}
-				m[desc.Digest].Add(r.Registry, r.Repository)
+				m.Add(desc.Digest, r.Registry, r.Repository)
 			}
 		}
 		is.stamp, is.m = stamp, m
 	}
-	registries, repositories = is.m[d].Lists()
+	registries, repositories = is.m.Lookup(d)
 	return registries, repositories, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -23,7 +24,7 @@ type Store struct {
 	blobs   map[digest.Digest][]byte
 	types   map[digest.Digest]string
 	sources map[digest.Digest][]string
-	known   map[digest.Digest]store.SourceSet // from the names that reach the content
+	known   *store.SourceIndex // from the names that reach the content
 	images  map[string]store.Image
 	subs    []chan store.Event
 }
@@ -39,7 +40,7 @@ func New() *Store {
 		blobs:   map[digest.Digest][]byte{},
 		types:   map[digest.Digest]string{},
 		sources: map[digest.Digest][]string{},
-		known:   map[digest.Digest]store.SourceSet{},
+		known:   store.NewSourceIndex(),
 		images:  map[string]store.Image{},
 	}
 }
@@ -68,7 +69,7 @@ func (s *Store) Delete(d digest.Digest) {
 	_, had := s.blobs[d]
 	delete(s.blobs, d)
 	delete(s.types, d)
-	delete(s.known, d)
+	s.known.Delete(d)
 	s.mu.Unlock()
 	if had {
 		s.emit(store.Event{Type: store.EventContentDelete, Digest: d})
@@ -90,10 +91,7 @@ func (s *Store) Tag(name string, target ocispec.Descriptor) error {
 	}
 	s.mu.Lock()
 	for _, d := range descs {
-		if s.known[d.Digest] == nil {
-			s.known[d.Digest] = store.SourceSet{}
-		}
-		s.known[d.Digest].Add(r.Registry, r.Repository)
+		s.known.Add(d.Digest, r.Registry, r.Repository)
 	}
 	_, had := s.images[img.Name]
 	s.images[img.Name] = img
@@ -136,17 +134,21 @@ func (s *Store) Stat(_ context.Context, d digest.Digest) (store.Info, error) {
 	if !ok {
 		return store.Info{}, fmt.Errorf("%s: %w", d, store.ErrNotFound)
 	}
-	set := store.SourceSet{}
-	for r, repos := range s.known[d] {
-		for repo := range repos {
+	regs, repos := s.known.Lookup(d)
+	if len(s.sources[d]) > 0 {
+		set := store.SourceSet{}
+		for _, r := range regs {
+			set.Add(r, "")
+		}
+		for _, name := range repos {
+			r, repo, _ := strings.Cut(name, "/")
 			set.Add(r, repo)
 		}
-		set.Add(r, "")
+		for _, r := range s.sources[d] {
+			set.Add(oci.NormalizeRegistry(r), "")
+		}
+		regs, repos = set.Lists()
 	}
-	for _, r := range s.sources[d] {
-		set.Add(oci.NormalizeRegistry(r), "")
-	}
-	regs, repos := set.Lists()
 	return store.Info{Digest: d, Size: int64(len(b)), MediaType: s.types[d], Registries: regs, Repositories: repos}, nil
 }
 

@@ -65,10 +65,10 @@ func (s *Store) reload() ([]store.Event, error) {
 		}
 		images[img.Name] = img
 	}
-	sources := s.sourcesOf(images)
 	s.mu.Lock()
 	old := s.images
-	s.images, s.sources, s.stamp = images, sources, st
+	s.images, s.sources, s.stamp = images, nil, st // sources: built when a Stat asks
+	s.gen++
 	s.mu.Unlock()
 	return diffImages(old, images), nil
 }

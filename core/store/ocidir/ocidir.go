@@ -35,13 +35,17 @@ type Store struct {
 
 	mu      sync.RWMutex
 	images  map[string]store.Image
-	sources map[digest.Digest]store.SourceSet // from the names that reach the content
+	gen     uint64             // counts reloads of index.json
+	sources *store.SourceIndex // of images, from the names that reach the content; nil until a Stat needs it
 	stamp   indexStamp
+
+	building sync.Mutex // one sources build at a time
 }
 
 var (
 	_ store.Store      = (*Store)(nil)
 	_ store.Subscriber = (*Store)(nil)
+	_ store.Exister    = (*Store)(nil)
 )
 
 // Open opens (and creates when missing) an OCI layout at dir.
@@ -133,9 +137,43 @@ func (s *Store) Stat(_ context.Context, d digest.Digest) (store.Info, error) {
 			break
 		}
 	}
-	info.Registries, info.Repositories = s.sources[d].Lists()
 	s.mu.RUnlock()
+	info.Registries, info.Repositories = s.sourceIndex().Lookup(d)
 	return info, nil
+}
+
+// Exists implements store.Exister: presence without the sources, so walks
+// (the advertiser's scans) do not build them.
+func (s *Store) Exists(_ context.Context, d digest.Digest) error {
+	_, err := blobFiles{s}.Stat(context.Background(), d)
+	return err
+}
+
+// sourceIndex returns the sources of the current images, building them on
+// the first Stat after index.json changed: only serve decisions need
+// them, and a node that serves nothing should not hold them.
+func (s *Store) sourceIndex() *store.SourceIndex {
+	s.mu.RLock()
+	idx := s.sources
+	s.mu.RUnlock()
+	if idx != nil {
+		return idx
+	}
+	s.building.Lock()
+	defer s.building.Unlock()
+	s.mu.RLock()
+	idx, images, gen := s.sources, s.images, s.gen
+	s.mu.RUnlock()
+	if idx != nil {
+		return idx
+	}
+	idx = s.sourcesOf(images)
+	s.mu.Lock()
+	if s.gen == gen {
+		s.sources = idx
+	}
+	s.mu.Unlock()
+	return idx
 }
 
 // blobFiles is the layout's blobs as a store.Store for store.Walk, without
@@ -169,18 +207,15 @@ func (b blobFiles) Images(context.Context) ([]store.Image, error) { return nil, 
 
 // sourcesOf maps every blob the images reach to the registries and
 // repositories of the images' names: what the content was imported under.
-func (s *Store) sourcesOf(images map[string]store.Image) map[digest.Digest]store.SourceSet {
-	out := map[digest.Digest]store.SourceSet{}
+func (s *Store) sourcesOf(images map[string]store.Image) *store.SourceIndex {
+	out := store.NewSourceIndex()
 	for _, img := range images {
 		descs, err := store.Walk(context.Background(), blobFiles{s}, img.Target)
 		if err != nil {
 			s.log.Warn("walk image for its sources", "image", img.Name, "err", err)
 		}
 		for _, d := range descs {
-			if out[d.Digest] == nil {
-				out[d.Digest] = store.SourceSet{}
-			}
-			out[d.Digest].Add(img.Registry, img.Repository)
+			out.Add(d.Digest, img.Registry, img.Repository)
 		}
 	}
 	return out
