@@ -73,7 +73,9 @@ func (c *Coalescer) serveBlob(ctx context.Context, w http.ResponseWriter, r *htt
 		if !fetch || !c.allowed(ctx, ref, policy.KindBlob, peer) {
 			return store.ErrNotFound
 		}
-		b = c.startBlob(ref)
+		if b = c.startBlob(ref); b == nil {
+			return store.ErrNotFound // closing
+		}
 	}
 	wctx, cancel := context.WithTimeout(ctx, c.cfg.FirstByte)
 	defer cancel()
@@ -91,11 +93,11 @@ func (c *Coalescer) serveBlob(ctx context.Context, w http.ResponseWriter, r *htt
 }
 
 // startBlob returns the entry of ref's blob, starting its fetch if no one
-// has.
+// has; nil once Close began.
 func (c *Coalescer) startBlob(ref oci.Reference) *blob {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if b := c.blobs[ref.Digest]; b != nil {
+	if b := c.blobs[ref.Digest]; b != nil || c.closed {
 		return b
 	}
 	b := &blob{d: ref.Digest, path: filepath.Join(c.cfg.Dir, ref.Digest.Encoded()), ready: make(chan struct{}), notify: make(chan struct{})}

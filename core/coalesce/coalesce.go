@@ -86,6 +86,7 @@ type Coalescer struct {
 	manifests map[digest.Digest]*manifest
 	tags      map[string]tagEntry
 	used      int64
+	closed    bool
 	flights   singleflight.Group // manifest fetches, by tag key or digest
 }
 
@@ -137,6 +138,9 @@ func New(up Upstream, cfg Config, opts ...Option) (*Coalescer, error) {
 // Close stops every fetch, withdraws what was announced and empties the
 // spool.
 func (c *Coalescer) Close() error {
+	c.mu.Lock()
+	c.closed = true // no fetch starts after this (c.wg.Go before c.wg.Wait)
+	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
 	c.mu.Lock()
@@ -200,16 +204,18 @@ func (c *Coalescer) allowed(ctx context.Context, ref oci.Reference, kind string,
 }
 
 func (c *Coalescer) advertise(d digest.Digest) {
-	if c.ann == nil {
+	if c.ann == nil || c.ctx.Err() != nil {
 		return
 	}
-	c.wg.Go(func() {
+	// Not in c.wg: a manifest flight (outside c.wg) may announce while
+	// Close waits; the announcement ends with c.ctx.
+	go func() {
 		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 		defer cancel()
 		if err := c.ann.Advertise(ctx, []string{d.String()}); err != nil && !errors.Is(err, context.Canceled) {
 			c.log.Debug("coalesce: advertise", "digest", d, "err", err)
 		}
-	})
+	}()
 }
 
 func (c *Coalescer) withdraw(keys []string) {

@@ -61,6 +61,7 @@ func (a *announcer) has(withdrawn bool, key string) bool {
 }
 
 type node struct {
+	c     *coalesce.Coalescer
 	url   string
 	up    *upstreamtest.Registry
 	img   *testimage.Image
@@ -111,6 +112,9 @@ func newNode(t *testing.T, cfg coalesce.Config, mirrors []string, data string) *
 	if cfg.TTL == 0 {
 		cfg.TTL = time.Minute
 	}
+	if cfg.FirstByte == 0 {
+		cfg.FirstByte = 30 * time.Second // -race on a loaded 2-core box
+	}
 	ann := &announcer{}
 	c, err := coalesce.New(upstream.New(nil), cfg, coalesce.WithPolicy(pol), coalesce.WithAnnouncer(ann), coalesce.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	if err != nil {
@@ -119,7 +123,7 @@ func newNode(t *testing.T, cfg coalesce.Config, mirrors []string, data string) *
 	t.Cleanup(func() { _ = c.Close() })
 	srv := httptest.NewServer(registry.New(memory.New(), registry.WithPolicy(pol), registry.WithCoalescer(c)))
 	t.Cleanup(srv.Close)
-	return &node{url: srv.URL, up: up, img: img, ann: ann, spool: cfg.Dir}
+	return &node{c: c, url: srv.URL, up: up, img: img, ann: ann, spool: cfg.Dir}
 }
 
 // get asks the node as a peer, with the coalesce header when coalesce.
@@ -262,6 +266,27 @@ func TestCoalescer_Expiry(t *testing.T) {
 }
 
 func layer0(n *node) string { return n.img.Layers[0].Digest.String() }
+
+func TestCoalescer_Close(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, coalesce.Config{}, nil, "")
+	layer := n.img.Layers[0]
+	if resp, _, err := n.get(t, layer.Digest.String(), true); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("%v %v", err, resp)
+	}
+	if err := n.c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(n.spool); !os.IsNotExist(err) {
+		t.Errorf("spool left after Close: %v", err)
+	}
+	if !n.ann.has(true, layer.Digest.String()) {
+		t.Error("Close did not withdraw what was announced")
+	}
+	if resp, _, _ := n.get(t, layer.Digest.String(), true); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a closed coalescer answered %d", resp.StatusCode)
+	}
+}
 
 // waitEmpty waits until the spool directory holds no file.
 func waitEmpty(t *testing.T, dir string) {

@@ -104,3 +104,65 @@ func TestCoalescer_ServePeer_UpstreamFailsMidBlob(t *testing.T) {
 		})
 	}
 }
+
+// TestCoalescer_ServePeer_SlowUpstreamIs404: an upstream slower than the
+// first-byte bound costs the requester a quick 404 (its containerd goes
+// upstream itself); the fetch goes on for later requesters.
+func TestCoalescer_ServePeer_SlowUpstreamIs404(t *testing.T) {
+	t.Parallel()
+	good := []byte("slow content")
+	d := digest.FromBytes(good)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v2/"+repo+"/blobs/"+d.String() {
+			http.NotFound(w, r)
+			return
+		}
+		select {
+		case <-time.After(2 * time.Second):
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(good)))
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet {
+			_, _ = w.Write(good)
+		}
+	}))
+	t.Cleanup(up.Close)
+	c, err := coalesce.New(upstream.New(nil), coalesce.Config{Dir: filepath.Join(t.TempDir(), "spool"), MaxBytes: 1 << 20, TTL: time.Minute, FirstByte: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	srv := httptest.NewServer(registry.New(memory.New(), registry.WithCoalescer(c)))
+	t.Cleanup(srv.Close)
+	get := func() (int, []byte, time.Duration) {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, fmt.Sprintf("%s/v2/%s/blobs/%s?ns=%s", srv.URL, repo, d, up.Listener.Addr()), nil)
+		req.Header.Set(registry.PeerHeader, "node-x")
+		req.Header.Set(oci.CoalesceHeader, "1")
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b, time.Since(start)
+	}
+	if code, _, took := get(); code != http.StatusNotFound || took > 1500*time.Millisecond {
+		t.Fatalf("slow upstream: %d after %v, want a 404 within the first-byte bound", code, took)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, b, _ := get()
+		if code == http.StatusOK {
+			if !bytes.Equal(b, good) {
+				t.Fatalf("later request got %q", b)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the fetch started by the first request never served a later one")
+		}
+	}
+}
