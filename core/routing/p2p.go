@@ -182,6 +182,11 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 		if interval <= 0 {
 			interval = ttl / 3
 		}
+		if interval*3/2 >= ttl { // a region is re-provided up to interval/2 late
+			_ = d.Close()
+			_ = h.Close()
+			return nil, fmt.Errorf("p2p config: reprovide interval %v must be under two thirds of the record TTL %v", interval, ttl)
+		}
 		if p.sweep, err = newSweeper(d, interval); err != nil {
 			_ = d.Close()
 			_ = h.Close()
@@ -191,7 +196,7 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 	p.info = newInfoService(h, self)
 	sub, err := h.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
 	if err != nil {
-		p.sweep.close()
+		_ = p.sweep.close()
 		_ = d.Close()
 		_ = h.Close()
 		return nil, fmt.Errorf("subscribe to identify events: %w", err)
@@ -201,7 +206,7 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 	if err := p.startLeave(runCtx, ttl); err != nil {
 		cancel()
 		sub.Close()
-		p.sweep.close()
+		_ = p.sweep.close()
 		_ = d.Close()
 		_ = h.Close()
 		return nil, err
