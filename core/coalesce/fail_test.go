@@ -118,7 +118,7 @@ func TestCoalescer_ServePeer_SlowUpstreamIs404(t *testing.T) {
 			return
 		}
 		select {
-		case <-time.After(2 * time.Second):
+		case <-time.After(6 * time.Second): // far past the first-byte bound, even on a loaded machine
 		case <-r.Context().Done():
 			return
 		}
@@ -149,10 +149,10 @@ func TestCoalescer_ServePeer_SlowUpstreamIs404(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, b, time.Since(start)
 	}
-	if code, _, took := get(); code != http.StatusNotFound || took > 1500*time.Millisecond {
+	if code, _, took := get(); code != http.StatusNotFound || took > 4*time.Second {
 		t.Fatalf("slow upstream: %d after %v, want a 404 within the first-byte bound", code, took)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		code, b, _ := get()
 		if code == http.StatusOK {
