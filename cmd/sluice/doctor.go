@@ -329,7 +329,8 @@ func doctorTLS(cfg doctorConfig) (*tls.Config, error) {
 }
 
 // checkReadyz: the metrics listener answers /readyz; a node that knows no
-// peer is a warning (it serves its own content but finds nothing).
+// peer, or is ready only because bootstrap found nobody else, is a warning
+// (it serves its own content but finds nothing).
 func checkReadyz(ctx context.Context, addr string, timeout time.Duration) check {
 	c := check{Name: "readyz"}
 	base := addr
@@ -345,6 +346,8 @@ func checkReadyz(ctx context.Context, addr string, timeout time.Duration) check 
 		return c.warn("%s: %s: check --bootstrap and that peers reach this node's --p2p-addr", u, body)
 	case code != http.StatusOK:
 		return c.fail("%s answered %d %s: is that sluice's metrics listener?", u, code, body)
+	case strings.Contains(body, "alone"):
+		return c.warn("%s: ready but alone: no other node found: check --bootstrap if this is not a one-node cluster", u)
 	}
 	return c.ok("%s: ready", u)
 }

@@ -289,7 +289,7 @@ func TestDoctorCmd_Node(t *testing.T) {
 		return args
 	}
 
-	// Healthy, alone: readyz warns (no peers), the CRI plugin is disabled
+	// Healthy, alone (no bootstrap): ready, but readyz warns, the CRI plugin is disabled
 	// in ctrtest's config, everything else is ok.
 	checks, err := doctorJSON(t, base()...)
 	if err != nil {
@@ -302,7 +302,7 @@ func TestDoctorCmd_Node(t *testing.T) {
 	wantCheck(t, checks, "cri plugin", statusWarn, "disables "+criImagesPlugin)
 	wantCheck(t, checks, "hosts.toml", statusOK, "1 registries try "+n1.RegistryURL()+" first: docker.io")
 	wantCheck(t, checks, "registry", statusOK, n1.RegistryURL()+"/v2/ answers")
-	wantCheck(t, checks, "readyz", statusWarn, "no peers known")
+	wantCheck(t, checks, "readyz", statusWarn, "ready but alone")
 	wantCheck(t, checks, "p2p", statusOK, p2p+" accepts connections")
 
 	// A peer joins: ready.

@@ -205,6 +205,10 @@ func runNode(stop context.Context, cfg *runConfig, log *slog.Logger) error {
 				return
 			}
 			ok, err := router.Ready(r.Context())
+			if err == nil && !ok && isAlone(router) {
+				_, _ = io.WriteString(w, "ok: alone (bootstrap found no other node)\n")
+				return
+			}
 			if !ok || err != nil {
 				w.WriteHeader(http.StatusServiceUnavailable)
 				fmt.Fprintf(w, "not ready: no peers known (err %v)\n", err)
@@ -278,4 +282,13 @@ func watchRegistries(ctx context.Context, path string, pol *policy.Set, log *slo
 		}
 	}()
 	return nil
+}
+
+// isAlone reports whether the router has nobody to join (routing.P2P.Alone):
+// a one-node cluster, or a node started without bootstrap peers, is ready
+// with its own content; a node whose bootstrap peers exist but cannot be
+// reached is not.
+func isAlone(r any) bool {
+	a, ok := r.(interface{ Alone() bool })
+	return ok && a.Alone()
 }

@@ -172,6 +172,7 @@ func (p *P2P) bootstrapOnce(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	peers, err := p.bootstrapPeers(ctx)
+	p.alone.Store(len(peers) == 0 && err == nil)
 	var (
 		mu        sync.Mutex
 		connected int
@@ -205,6 +206,7 @@ func (p *P2P) bootstrapOnce(ctx context.Context) (int, error) {
 // the table has emptied. It returns when ctx is done.
 func (p *P2P) runBootstrap(ctx context.Context) {
 	if len(p.bootstrap) == 0 {
+		p.alone.Store(true)
 		return
 	}
 	const minBackoff = 250 * time.Millisecond

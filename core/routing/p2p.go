@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -103,6 +104,10 @@ type P2P struct {
 	departed *departures // peers that said they left (LeaveProtocol)
 
 	sweep *sweeper // nil with P2PConfig.OneByOne
+
+	// alone: no bootstrap is configured, or the last bootstrap round found
+	// no address but this node's own (a one-node cluster behind dns:).
+	alone atomic.Bool
 }
 
 var (
@@ -280,6 +285,12 @@ func (p *P2P) Addrs() []ma.Multiaddr {
 
 // PeerCount returns the size of the DHT routing table.
 func (p *P2P) PeerCount() int { return p.dht.RoutingTable().Size() }
+
+// Alone reports whether this node has nobody to join: it has no bootstrap
+// peers, or the last bootstrap round found no node but itself without an
+// error (a one-node cluster whose headless Service names only this node).
+// A node that is alone can serve its own content; readiness counts it ready.
+func (p *P2P) Alone() bool { return p.alone.Load() && p.PeerCount() == 0 }
 
 // Ready reports whether the routing table holds at least one peer.
 func (p *P2P) Ready(ctx context.Context) (bool, error) {
