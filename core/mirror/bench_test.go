@@ -35,13 +35,28 @@ import (
 // (median over pairs of local time / peer time; target ≥ 0.9), and the
 // median time to the first body byte through the peer (ttfb-ms; target ≤
 // 1.5 ms) and locally (local-ttfb-ms).
+//
+// CPU (cpu.go): every from= reports the process's CPU time (user+sys,
+// getrusage) per GiB delivered, cpu-s/GiB, and beside it local-cpu-s/GiB
+// of the interleaved local GETs; mirror-cpu-s/GiB is the difference, the
+// receiving node's own work (read from A, verify, write to the client),
+// since A's sendfile and the client's reads are in both. Baselines in the
+// same run: from=peer-noverify is node C, a mirror with verification
+// switched off by a test hook (the A/B; no binary can set it);
+// from=proxy is a plain io.Copy proxy of A (a mirror without hashing, as
+// Spegel serves); sha256 hashes the same bytes in memory, the floor of
+// verification.
 func BenchmarkPeerBlob(b *testing.B) {
 	for _, size := range []int64{64 << 20, 16 << 10} {
 		b.Run(fmt.Sprintf("size=%s", sizeName(size)), func(b *testing.B) {
 			e := newPeerEnv(b, size)
 			local := e.getter(e.a, e.path)
-			peer := e.getter(e.b, e.path)
-			for _, f := range []func() (time.Duration, error){local, peer} { // warm up
+			through := map[string]func() (time.Duration, error){
+				"peer":          e.getter(e.b, e.path),
+				"peer-noverify": e.getter(e.c, e.path),
+				"proxy":         e.getter(e.proxy, e.path),
+			}
+			for _, f := range []func() (time.Duration, error){local, through["peer"], through["peer-noverify"], through["proxy"]} { // warm up
 				if _, err := f(); err != nil {
 					b.Fatal(err)
 				}
@@ -49,32 +64,44 @@ func BenchmarkPeerBlob(b *testing.B) {
 			b.Run("from=local", func(b *testing.B) {
 				b.SetBytes(size)
 				var ttfb []float64
+				var cpu cpuMeter
 				for b.Loop() {
-					t, err := local()
+					var t time.Duration
+					err := cpu.measure(size, func() (err error) { t, err = local(); return err })
 					if err != nil {
 						b.Fatal(err)
 					}
 					ttfb = append(ttfb, ms(t))
 				}
 				b.ReportMetric(median(ttfb), "ttfb-ms")
+				b.ReportMetric(cpu.perGiB(), "cpu-s/GiB")
 			})
-			b.Run("from=peer", func(b *testing.B) {
+			for _, from := range []string{"peer", "peer-noverify", "proxy"} {
+				b.Run("from="+from, func(b *testing.B) {
+					b.SetBytes(size)
+					comparePeer(b, size, local, through[from])
+				})
+			}
+			b.Run("sha256", func(b *testing.B) {
 				b.SetBytes(size)
-				comparePeer(b, local, peer)
+				benchSHA256(b, e.blob(b))
 			})
 		})
 	}
 }
 
 // comparePeer times peer fetches, with a local fetch beside each one
-// (timer stopped, order alternating), and reports the ratio and TTFBs.
-func comparePeer(b *testing.B, local, peer func() (time.Duration, error)) {
+// (timer stopped, order alternating), and reports the ratio, TTFBs and
+// CPU per GiB of both.
+func comparePeer(b *testing.B, size int64, local, peer func() (time.Duration, error)) {
 	var ratios, ttfbPeer, ttfbLocal []float64
+	var cpuPeer, cpuLocal cpuMeter
 	runLocal := func() time.Duration {
 		b.StopTimer()
 		defer b.StartTimer()
 		start := time.Now()
-		t, err := local()
+		var t time.Duration
+		err := cpuLocal.measure(size, func() (err error) { t, err = local(); return err })
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -83,7 +110,8 @@ func comparePeer(b *testing.B, local, peer func() (time.Duration, error)) {
 	}
 	runPeer := func() time.Duration {
 		start := time.Now()
-		t, err := peer()
+		var t time.Duration
+		err := cpuPeer.measure(size, func() (err error) { t, err = peer(); return err })
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -102,12 +130,15 @@ func comparePeer(b *testing.B, local, peer func() (time.Duration, error)) {
 	b.ReportMetric(median(ratios), "ratio-vs-local")
 	b.ReportMetric(median(ttfbPeer), "ttfb-ms")
 	b.ReportMetric(median(ttfbLocal), "local-ttfb-ms")
+	reportCPU(b, &cpuPeer, &cpuLocal)
 }
 
 // peerEnv is node A holding an image in an oci-layout store and node B
 // with an empty store mirroring from A.
 type peerEnv struct {
 	a, b   string // base URLs
+	c      string // a mirror like b with verification off (benchmark A/B)
+	proxy  string // a plain io.Copy proxy of a
 	path   string // the layer's blob path
 	layer  ocispec.Descriptor
 	client *http.Client
@@ -130,6 +161,7 @@ func newPeerEnv(b *testing.B, layerSize int64) *peerEnv {
 	net := routing.NewMemory()
 	lnA, nodeA := listen(b, net, "node-a")
 	lnB, nodeB := listen(b, net, "node-b")
+	lnC, nodeC := listen(b, net, "node-c")
 	keys := []string{routing.TagKey("docker.io", "library/app", "1.0")}
 	for _, d := range img.Digests() {
 		keys = append(keys, d.String())
@@ -139,13 +171,16 @@ func newPeerEnv(b *testing.B, layerSize int64) *peerEnv {
 	}
 	m := mirror.New(nodeB, mirror.WithSelf("node-b"), mirror.WithResolveTimeout(50*time.Millisecond))
 	e := &peerEnv{
-		a:      serveOn(b, lnA, registry.New(stA)),
-		b:      serveOn(b, lnB, registry.New(memory.New(), registry.WithMirror(m))),
+		a: serveOn(b, lnA, registry.New(stA)),
+		b: serveOn(b, lnB, registry.New(memory.New(), registry.WithMirror(m))),
+		c: serveOn(b, lnC, registry.New(memory.New(), registry.WithMirror(mirror.New(nodeC, mirror.WithSelf("node-c"),
+			mirror.WithResolveTimeout(50*time.Millisecond), mirror.WithoutVerificationForBenchmark())))),
 		layer:  img.Largest(),
 		client: &http.Client{Transport: &http.Transport{Proxy: nil, DisableCompression: true, MaxIdleConnsPerHost: 4}},
 		buf:    make([]byte, 1<<20),
 	}
 	e.path = "/v2/library/app/blobs/" + e.layer.Digest.String() + "?ns=docker.io"
+	e.proxy = serveProxy(b, e.a)
 	b.Cleanup(e.client.CloseIdleConnections)
 	return e
 }

@@ -37,11 +37,14 @@ type Mirror struct {
 	idleTimeout    time.Duration
 	maxPeers       int
 	quarantine     *quarantine
+	health         *health // providers that failed recently, tried last (health.go)
+	parallel       int     // providers a large blob is fetched from at once (multipeer.go)
 	metrics        *metrics.Metrics
 	log            *slog.Logger
 	sem            chan struct{}
 	tlsOnly        bool          // set by WithTLS: peers announcing plain http are not fetched from
 	coalesceSelf   *routing.Peer // set by WithCoalesce: this node's registry, as peers reach it
+	verifyOff      bool          // benchmark A/B only, set through export_test.go; no option sets it
 }
 
 var _ registry.Mirror = (*Mirror)(nil)
@@ -84,6 +87,20 @@ func WithLogger(l *slog.Logger) Option { return func(m *Mirror) { m.log = l } }
 // (default 2 minutes).
 func WithQuarantine(d time.Duration) Option { return func(m *Mirror) { m.quarantine.ttl = d } }
 
+// WithPeerHealth sets how long a provider that failed (connection error,
+// 5xx, slow answer, broken transfer) is tried after the others (default 1
+// minute; 0 turns the memory off).
+func WithPeerHealth(ttl time.Duration) Option { return func(m *Mirror) { m.health.ttl = ttl } }
+
+// WithSlowPeer sets how long a peer may take to answer before it counts as
+// unhealthy (default 1 s); its answer is still used.
+func WithSlowPeer(d time.Duration) Option { return func(m *Mirror) { m.health.slowAfter = d } }
+
+// WithPeerFetchParallel sets from how many providers at most one large blob
+// is fetched at once, in ranges (default 3; 1 fetches from one provider at
+// a time, resuming on another when it fails).
+func WithPeerFetchParallel(k int) Option { return func(m *Mirror) { m.parallel = max(k, 1) } }
+
 // WithMaxConcurrent bounds concurrent blob fetches from peers (default 64);
 // a blob asked for while every slot is busy gets 404 at once.
 func WithMaxConcurrent(n int) Option { return func(m *Mirror) { m.sem = make(chan struct{}, n) } }
@@ -105,6 +122,7 @@ func New(r routing.Router, opts ...Option) *Mirror {
 		router: r, client: &http.Client{Transport: tr, CheckRedirect: noRedirects},
 		resolveTimeout: 20 * time.Millisecond, hedgeDelay: 30 * time.Millisecond, idleTimeout: 5 * time.Second, maxPeers: 8,
 		quarantine: newQuarantine(2 * time.Minute), sem: make(chan struct{}, 64),
+		health: newHealth(defaultHealthTTL, defaultHealthMax), parallel: defaultParallel,
 	}
 	for _, o := range opts {
 		o(m)

@@ -1,0 +1,6 @@
+package mirror
+
+// WithoutVerificationForBenchmark switches digest verification of peer
+// blobs off. It exists for the A/B in BenchmarkPeerBlob only: it is
+// defined in a _test.go file, so no binary can set it.
+func WithoutVerificationForBenchmark() Option { return func(m *Mirror) { m.verifyOff = true } }
