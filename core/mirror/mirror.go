@@ -115,7 +115,7 @@ func New(r routing.Router, opts ...Option) *Mirror {
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 5 * time.Second,
 		DisableCompression:    true,
-		ReadBufferSize:        256 << 10,
+		ReadBufferSize:        4 << 10, // small: body reads into our larger buffers bypass bufio (no second copy)
 		WriteBufferSize:       16 << 10,
 	}
 	m := &Mirror{

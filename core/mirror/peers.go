@@ -20,6 +20,11 @@ import (
 // them, skipping quarantined peers and peers that failed this request.
 // Every lookup's channel is drained in the background into the queue, so
 // providers found after the first are kept for hedging and resumes.
+// Providers remembered as unhealthy (health.go) wait in later: they are
+// handed out only once the queue is empty and every lookup ended, and as
+// probes: all of them share one budget (the resolve timeout, from the
+// first probe) to answer, so a key whose providers are all dead answers
+// 404 within the lookup's budget plus that one.
 type peerSet struct {
 	mu      sync.Mutex
 	key     string
@@ -28,6 +33,7 @@ type peerSet struct {
 	open    int           // lookups still feeding the queue
 	notify  chan struct{} // closed when the queue or open changes
 	queue   []routing.Peer
+	later   []routing.Peer // unhealthy providers, handed out last
 	seen    map[string]bool
 	failed  map[string]bool
 	q       *quarantine
@@ -35,6 +41,14 @@ type peerSet struct {
 	// provider was found (coalesce.go): it is asked with the coalesce
 	// header, and only it.
 	coalesce string
+	// probeEnd is when the unhealthy peers handed out must have answered
+	// by (zero until the first is handed out); probes holds their IDs.
+	probeEnd time.Time
+	probes   map[string]bool
+	// healthy is set once a peer not known unhealthy was handed out: a
+	// request that only ever probed unhealthy peers does not look up
+	// again (the same dead records would come back) but answers 404.
+	healthy bool
 }
 
 func (m *Mirror) lookup(ctx context.Context, key string) (*peerSet, error) {
@@ -70,7 +84,11 @@ func (ps *peerSet) start(ctx context.Context, timeout time.Duration) error {
 			ps.mu.Lock()
 			if !ps.seen[p.ID] && !ps.failed[p.ID] {
 				ps.seen[p.ID] = true
-				ps.queue = append(ps.queue, p)
+				if ps.m.health.bad(p.ID) {
+					ps.later = append(ps.later, p)
+				} else {
+					ps.queue = append(ps.queue, p)
+				}
 				ps.signal()
 			}
 			ps.mu.Unlock()
@@ -89,21 +107,29 @@ func (ps *peerSet) signal() {
 	ps.notify = make(chan struct{})
 }
 
+// usable drops unusable peers from the front of l; ps.mu is held.
+func (ps *peerSet) usable(l []routing.Peer) []routing.Peer {
+	for len(l) > 0 && (ps.failed[l[0].ID] || ps.q.has(l[0].ID)) {
+		l = l[1:]
+	}
+	return l
+}
+
 // wait blocks until a usable peer is queued (true) or every lookup ended
-// without one (false).
+// without one (false). Unhealthy peers count once every lookup ended.
 func (ps *peerSet) wait(ctx context.Context) bool {
 	for {
 		ps.mu.Lock()
-		for len(ps.queue) > 0 && (ps.failed[ps.queue[0].ID] || ps.q.has(ps.queue[0].ID)) {
-			ps.queue = ps.queue[1:]
-		}
+		ps.queue = ps.usable(ps.queue)
 		if len(ps.queue) > 0 {
 			ps.mu.Unlock()
 			return true
 		}
 		if ps.open == 0 {
+			ps.later = ps.usable(ps.later)
+			ok := len(ps.later) > 0
 			ps.mu.Unlock()
-			return false
+			return ok
 		}
 		n := ps.notify
 		ps.mu.Unlock()
@@ -119,33 +145,60 @@ func (ps *peerSet) wait(ctx context.Context) bool {
 // they are exhausted, starting a fresh one. Only for when nothing else is
 // in flight: it blocks.
 func (ps *peerSet) next(ctx context.Context) (routing.Peer, bool) {
-	if !ps.wait(ctx) && !(ps.relook(ctx) && ps.wait(ctx)) {
+	if !ps.wait(ctx) && !(ps.mayRelook() && ps.relook(ctx) && ps.wait(ctx)) {
 		return routing.Peer{}, false
 	}
 	return ps.poll()
 }
 
-// poll returns a queued peer not tried yet, without waiting or looking up.
+// mayRelook reports whether a fresh lookup may help: not when every peer
+// handed out so far was a probe of an unhealthy one.
+func (ps *peerSet) mayRelook() bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.healthy || len(ps.probes) == 0
+}
+
+// poll returns a queued peer not tried yet, without waiting or looking up:
+// a healthy one, or once every lookup ended an unhealthy one (a probe).
 func (ps *peerSet) poll() (routing.Peer, bool) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	for len(ps.queue) > 0 {
+	if ps.queue = ps.usable(ps.queue); len(ps.queue) > 0 {
 		p := ps.queue[0]
 		ps.queue = ps.queue[1:]
-		if ps.failed[p.ID] || ps.q.has(p.ID) {
-			continue
-		}
 		ps.failed[p.ID] = true // handed out once per request
+		ps.healthy = true
+		return p, true
+	}
+	if ps.later = ps.usable(ps.later); ps.open == 0 && len(ps.later) > 0 {
+		p := ps.later[0]
+		ps.later = ps.later[1:]
+		ps.failed[p.ID] = true
+		if ps.probes == nil {
+			ps.probes = map[string]bool{}
+			ps.probeEnd = time.Now().Add(ps.m.resolveTimeout)
+		}
+		ps.probes[p.ID] = true
 		return p, true
 	}
 	return routing.Peer{}, false
 }
 
-// remaining returns the queued peers not tried yet, without taking them.
+// probe returns the time by which p must answer when it was handed out as
+// a probe of an unhealthy peer.
+func (ps *peerSet) probe(p routing.Peer) (time.Time, bool) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.probeEnd, ps.probes[p.ID]
+}
+
+// remaining returns the peers not tried yet, without taking them: the
+// healthy ones first.
 func (ps *peerSet) remaining() []routing.Peer {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	return slices.Clone(ps.queue)
+	return append(slices.Clone(ps.queue), ps.later...)
 }
 
 // changed returns a channel closed when a lookup queues a peer or ends.
@@ -174,11 +227,13 @@ func (ps *peerSet) relook(ctx context.Context) bool {
 	return ps.start(ctx, ps.m.resolveTimeout*5) == nil
 }
 
-// fail forgets a peer for this request.
+// fail forgets a peer for this request and remembers it as unhealthy (it
+// broke, stalled or misbehaved mid-transfer).
 func (ps *peerSet) fail(p routing.Peer) {
 	ps.mu.Lock()
 	ps.failed[p.ID] = true
 	ps.mu.Unlock()
+	ps.m.health.fail(p.ID)
 }
 
 type answer struct {
@@ -216,14 +271,33 @@ func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string,
 		idx := len(cancels)
 		cancels = append(cancels, cancel)
 		inflight++
+		probeEnd, probe := peers.probe(p)
 		go func() {
+			start := time.Now()
+			var expired *time.Timer
+			if probe { // an unhealthy peer answers within the budget or not at all
+				expired = time.AfterFunc(time.Until(probeEnd), cancel)
+			}
 			resp, err := m.send(rctx, p, method, path, off, peers.coalesce != "" && p.ID == peers.coalesce)
+			if expired != nil && !expired.Stop() {
+				if resp != nil {
+					resp.Body.Close()
+					resp = nil
+				}
+				err = errProbeExpired
+			}
+			m.health.noteAnswer(ctx, rctx, p, time.Since(start), err)
 			results <- answer{resp: resp, peer: p, err: err, cancel: cancel, idx: idx}
 		}()
-		// Re-arm per start: the next hedge is one delay after this start.
+		// Re-arm per start: the next hedge is one delay after this start;
+		// probes share one short budget, so the next starts at once.
 		hedge.Stop()
 		if inflight < m.maxPeers {
-			hedge.Reset(m.hedgeDelay)
+			if probe {
+				hedge.Reset(0)
+			} else {
+				hedge.Reset(m.hedgeDelay)
+			}
 		}
 	}
 	winner := -1
@@ -338,7 +412,7 @@ func (m *Mirror) send(ctx context.Context, p routing.Peer, method, path string, 
 	if resp.StatusCode != want {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
-		return nil, fmt.Errorf("%w: %s answered %d", errBadPeer, p.Addr, resp.StatusCode)
+		return nil, &statusError{addr: p.Addr.String(), code: resp.StatusCode}
 	}
 	return resp, nil
 }

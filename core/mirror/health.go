@@ -1,0 +1,140 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sluice-oci/sluice/core/routing"
+)
+
+// health remembers providers that failed recently: a connection error, a
+// 5xx, a response header slower than slowAfter, a transfer that broke or
+// stalled mid-blob. Lookups keep returning the provider records of a dead
+// node until they expire (hours on the DHT); a node remembered here is
+// handed out after every other provider, and only within the probe budget
+// (peerSet). It is not excluded: when it is all there is, it is still
+// tried, and an answer in time clears it. The map is bounded: when full,
+// expired entries go first, then the one closest to expiry.
+type health struct {
+	mu        sync.Mutex
+	ttl       time.Duration
+	max       int
+	slowAfter time.Duration
+	until     map[string]time.Time
+}
+
+// Defaults of health (WithPeerHealth, WithSlowPeer).
+const (
+	defaultHealthTTL  = time.Minute
+	defaultHealthMax  = 4096
+	defaultSlowAnswer = time.Second
+)
+
+func newHealth(ttl time.Duration, max int) *health {
+	return &health{ttl: ttl, max: max, slowAfter: defaultSlowAnswer, until: map[string]time.Time{}}
+}
+
+// fail remembers id as unhealthy for the TTL (from now).
+func (h *health) fail(id string) {
+	if h.ttl <= 0 {
+		return
+	}
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.until[id]; !ok && len(h.until) >= h.max {
+		h.evict(now)
+	}
+	h.until[id] = now.Add(h.ttl)
+}
+
+// evict makes room for one entry; h.mu is held.
+func (h *health) evict(now time.Time) {
+	var oldest string
+	var at time.Time
+	for id, t := range h.until {
+		if now.After(t) {
+			delete(h.until, id)
+			continue
+		}
+		if oldest == "" || t.Before(at) {
+			oldest, at = id, t
+		}
+	}
+	if len(h.until) >= h.max && oldest != "" {
+		delete(h.until, oldest)
+	}
+}
+
+// ok forgets id: it answered in time.
+func (h *health) ok(id string) {
+	h.mu.Lock()
+	delete(h.until, id)
+	h.mu.Unlock()
+}
+
+// bad reports whether id failed within the TTL.
+func (h *health) bad(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t, ok := h.until[id]
+	if ok && time.Now().After(t) {
+		delete(h.until, id)
+		return false
+	}
+	return ok
+}
+
+// len returns how many peers are remembered (tests).
+func (h *health) len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.until)
+}
+
+// errProbeExpired ends a request to an unhealthy peer that did not answer
+// within the probe budget.
+var errProbeExpired = errors.New("unhealthy peer did not answer within the resolve budget")
+
+// noteAnswer records how a peer answered a request it was sent at start:
+// parent is the fetch's context, rctx the request's own (cancelled when
+// another peer won the hedge). A loser is only blamed when it was slow; a
+// client that went away blames nobody; 4xx (a stale record, a policy
+// deny) is an answer from a healthy node.
+func (h *health) noteAnswer(parent, rctx context.Context, p routing.Peer, took time.Duration, err error) {
+	switch {
+	case parent.Err() != nil:
+	case err == nil:
+		if took > h.slowAfter {
+			h.fail(p.ID)
+		} else {
+			h.ok(p.ID)
+		}
+	case errors.Is(err, errProbeExpired):
+		h.fail(p.ID)
+	case rctx.Err() != nil: // cancelled: another peer answered first
+		if took > h.slowAfter {
+			h.fail(p.ID)
+		}
+	default:
+		var se *statusError
+		if !errors.As(err, &se) || se.code >= 500 {
+			h.fail(p.ID)
+		}
+	}
+}
+
+// statusError is a peer answer with an unexpected status.
+type statusError struct {
+	addr string
+	code int
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%v: %s answered %d", errBadPeer, e.addr, e.code)
+}
+
+func (e *statusError) Unwrap() error { return errBadPeer }
