@@ -113,6 +113,16 @@ host: {{ .Values.metrics.host | trimPrefix "[" | trimSuffix "]" }}
 {{- end }}
 {{- end }}
 
+{{/*
+sluice.metricsHost: metrics.host for a host:port, in brackets unless it is
+empty or has them: $(POD_IP) is an IPv6 address on IPv6 clusters, and Go
+takes [10.0.0.7] as well as [fd00::7].
+*/}}
+{{- define "sluice.metricsHost" -}}
+{{- $h := .Values.metrics.host }}
+{{- if or (not $h) (hasPrefix "[" $h) }}{{ $h }}{{ else }}[{{ $h }}]{{ end }}
+{{- end }}
+
 {{/* sluice.validate fails on value combinations the node would refuse. */}}
 {{- define "sluice.validate" -}}
 {{- $p := .Values.policies }}
