@@ -46,6 +46,10 @@ func (s *Set) Decide(ctx context.Context, action Action, in Input) (Decision, er
 // retired before it could pin them.
 func (s *Set) decide(ctx context.Context, rev *revision, action Action, in *Input) (_ Decision, ok bool) {
 	ai := actionIndex(action)
+	var start time.Time
+	if s.o.decisionLog != nil {
+		start = time.Now()
+	}
 
 	bp := s.bufs.Get().(*[]byte)
 	key := rev.proj.appendKey((*bp)[:0], in)
@@ -61,6 +65,9 @@ func (s *Set) decide(ctx context.Context, rev *revision, action Action, in *Inpu
 		}
 		d := e.d
 		d.Reasons = slices.Clip(d.Reasons) // appends by the caller copy
+		if s.o.decisionLog != nil {
+			s.emitDecision(ctx, rev, in, d, true, start)
+		}
 		s.logDecision(ctx, rev, in, d)
 		return d, true
 	}
@@ -125,6 +132,9 @@ func (s *Set) decide(ctx context.Context, rev *revision, action Action, in *Inpu
 	}
 	*bp = key
 	s.bufs.Put(bp)
+	if s.o.decisionLog != nil {
+		s.emitDecision(ctx, rev, in, d, false, start)
+	}
 	s.logDecision(ctx, rev, in, d)
 	return Decision{Allow: d.Allow, Reasons: slices.Clip(d.Reasons)}, true
 }

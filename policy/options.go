@@ -28,6 +28,9 @@ type options struct {
 	data       map[string]any
 	cacheSize  int
 	debounce   time.Duration
+
+	decisionLog DecisionLogger // nil: no decision log events (decisionlog.go)
+	external    string         // non-empty: a source set by SetExternal (external.go)
 }
 
 // WithWasm sets the opener of .wasm paths. Without it a .wasm path is a

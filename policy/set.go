@@ -24,6 +24,7 @@ type Set struct {
 	rev     atomic.Pointer[revision]
 	mirrors atomic.Pointer[[]string]
 	lastErr atomic.Pointer[errBox]
+	ext     *external  // nil: no WithExternal source (external.go)
 	reload  sync.Mutex // one reload (or Close) at a time
 	closed  bool       // under reload
 	bufs    sync.Pool
@@ -116,6 +117,9 @@ func Load(ctx context.Context, paths []string, opts ...Option) (*Set, error) {
 	wildcard := []string{"*"}
 	s.mirrors.Store(&wildcard)
 	s.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
+	if s.o.external != "" {
+		s.ext = newExternal(s.o.external)
+	}
 	rev, err := s.build(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -131,10 +135,17 @@ func (s *Set) build(ctx context.Context, prev *revision) (*revision, error) {
 	if err != nil {
 		return nil, err
 	}
-	if prev != nil && prev.id == snap.revision {
+	return s.buildFrom(ctx, snap, prev)
+}
+
+// buildFrom compiles a new revision of snap and the external source (if
+// any). With prev given and unchanged inputs it returns prev.
+func (s *Set) buildFrom(ctx context.Context, snap *snapshot, prev *revision) (*revision, error) {
+	id := s.ext.revisionID(snap.revision)
+	if prev != nil && prev.id == id {
 		return prev, nil
 	}
-	rev := &revision{id: snap.revision, snap: snap, cache: newCache(s.o.cacheSize)}
+	rev := &revision{id: id, snap: snap, cache: newCache(s.o.cacheSize)}
 	if snap.hasRego {
 		eng, err := newRegoSource(ctx, snap)
 		if err != nil {
@@ -167,6 +178,7 @@ func (s *Set) build(ctx context.Context, prev *revision) (*revision, error) {
 		vol, _ := eng.(VolatileEngine)
 		rev.sources = append(rev.sources, source{name: w.path, engine: eng, volatile: vol, m: s.m.forEngine(engineName(eng, EngineWasm))})
 	}
+	s.ext.addTo(rev, s.m)
 	return rev, nil
 }
 
@@ -202,12 +214,21 @@ func (s *Set) SetMirrors(mirrors []string) {
 // and option read).
 func (s *Set) Revision() string { return s.rev.Load().id }
 
-// LastError is the error of the last reload, nil when it succeeded.
+// LastError is the error of the last reload, nil when it succeeded, joined
+// with the last error of the external source (SetExternalError, SetExternal).
 func (s *Set) LastError() error {
+	var err error
 	if b := s.lastErr.Load(); b != nil {
-		return b.err
+		err = b.err
 	}
-	return nil
+	switch extErr := s.ext.lastError(); {
+	case extErr == nil:
+		return err
+	case err == nil:
+		return extErr
+	default:
+		return errors.Join(err, extErr)
+	}
 }
 
 // Close closes the sources that hold resources (Wasm engines), once the

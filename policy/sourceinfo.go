@@ -7,6 +7,10 @@ type SourceInfo struct {
 	// Name is "rego" for the Rego set (every .rego and data file of every
 	// path), else the .wasm module's path.
 	Name string `json:"name"`
+	// Revision and LastError are set for the external source (WithExternal):
+	// what it has loaded, and why the last update was refused.
+	Revision  string `json:"revision,omitempty"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Sources lists the sources of the revision now serving, in decision
@@ -15,7 +19,9 @@ func (s *Set) Sources() []SourceInfo {
 	rev := s.rev.Load()
 	out := make([]SourceInfo, 0, len(rev.sources))
 	for _, src := range rev.sources {
-		out = append(out, SourceInfo{Name: src.name})
+		si := SourceInfo{Name: src.name}
+		s.ext.info(&si)
+		out = append(out, si)
 	}
 	return out
 }
