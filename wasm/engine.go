@@ -20,8 +20,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 
 	"github.com/sluice-oci/sluice/policy"
 	"github.com/sluice-oci/sluice/wasm/internal/instrument"
@@ -44,6 +46,7 @@ type Engine struct {
 	ownCache bool
 	pool     *pool.Pool[*instance]
 	epoch    time.Time // zero of the guests' monotonic clock
+	opa      *opaState // an OPA-compiled module (opa.go); nil: sluice ABI
 
 	mu     sync.RWMutex // held for reading by calls, for writing by Close
 	closed bool
@@ -100,9 +103,15 @@ func New(ctx context.Context, name string, module []byte, data map[string]any, o
 	// The bounded pre-parse runs before wazero sees a byte: bytes it
 	// refuses are never compiled (wazero allocates what a module declares,
 	// and a failed allocation kills the process).
-	inst, err := instrument.Module(module, instrument.Limits{MemoryBytes: uint64(e.cfg.memPages) * instrument.PageBytes})
+	inst, err := instrument.Module(module, instrument.Limits{
+		MemoryBytes:          uint64(e.cfg.memPages) * instrument.PageBytes,
+		DefineImportedMemory: true, // OPA modules import env.memory
+	})
 	if err != nil {
 		return nil, e.newError(instrumentCode(err), err)
+	}
+	if inst.DefinedMemory {
+		e.opa = &opaState{instances: map[api.Module]*instance{}, metrics: metrics.NoOp()}
 	}
 	if e.cfg.cache == nil {
 		e.cfg.cache, e.ownCache = wazero.NewCompilationCache(), true
@@ -114,6 +123,13 @@ func New(ctx context.Context, name string, module []byte, data map[string]any, o
 	if e.rt, err = newRuntime(ctx, &e.cfg, e.memPages, name, e.log); err != nil {
 		e.closeCache(ctx)
 		return nil, e.newError(CodeInstantiate, err)
+	}
+	if e.opa != nil {
+		if err := e.newOPAHost(ctx); err != nil {
+			_ = e.rt.Close(ctx)
+			e.closeCache(ctx)
+			return nil, e.newError(CodeInstantiate, fmt.Errorf("instantiate host module %s: %w", opaEnv, err))
+		}
 	}
 	if err := e.load(ctx, inst.Module); err != nil {
 		_ = e.rt.Close(ctx)
@@ -140,7 +156,11 @@ func (e *Engine) load(ctx context.Context, module []byte) error {
 	if e.compiled, err = e.rt.CompileModule(ctx, module); err != nil {
 		return e.newError(CodeCompile, err)
 	}
-	if err := checkABI(e.compiled); err != nil {
+	check := checkABI
+	if e.opa != nil {
+		check = checkOPAABI
+	}
+	if err := check(e.compiled); err != nil {
 		return e.newError(CodeABI, err)
 	}
 	e.pool = pool.New(e.cfg.poolSize, e.newInstance, (*instance).close)
@@ -216,7 +236,12 @@ func ctxCode(err error) Code {
 }
 
 // EngineName is the engine label of policy metrics.
-func (e *Engine) EngineName() string { return "wasm" }
+func (e *Engine) EngineName() string {
+	if e.opa != nil {
+		return "opa_wasm"
+	}
+	return "wasm"
+}
 
 // Module is the name the engine was opened with.
 func (e *Engine) Module() string { return e.name }

@@ -5,3 +5,10 @@ package wasm
 func WithJSONOnly() Option {
 	return func(c *config) { c.jsonOnly = true }
 }
+
+// WithOPACompat makes the engine evaluate OPA-compiled modules through
+// the opa_eval_ctx_* sequence of ABI 1.0/1.1 even when opa_eval is
+// exported, so that tests cover both paths.
+func WithOPACompat() Option {
+	return func(c *config) { c.opaCompat = true }
+}

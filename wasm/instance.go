@@ -38,6 +38,7 @@ type instance struct {
 	// may change with no change of input and must not be cached.
 	volatile bool
 	wd       *watchdog
+	o        *opaInstance // an OPA-compiled module (opa_instance.go)
 
 	stack [4]uint64
 	ptr   uint32 // input buffer in guest memory, from sluice_alloc
@@ -84,7 +85,11 @@ func (e *Engine) newInstance(ctx context.Context) (*instance, error) {
 	x.wd = newWatchdog(interrupt)
 	x.stdout.wd, x.stderr.wd = x.wd, x.wd
 	x.wd.arm(nil, e.cfg.initTimeout)
-	err = x.init(ctx)
+	if e.opa != nil {
+		err = x.initOPA(ctx)
+	} else {
+		err = x.init(ctx)
+	}
 	x.wd.disarm()
 	if err != nil {
 		x.close()
@@ -186,6 +191,9 @@ func (r volatileReader) Read(p []byte) (int, error) {
 
 func (x *instance) callGuest(ctx context.Context, action policy.Action, in *policy.Input) (policy.Decision, error) {
 	e := x.e
+	if x.o != nil {
+		return x.callOPA(ctx, action, in)
+	}
 	fn, name := x.decide, abi.ExportDecide
 	if x.compact != nil {
 		fn, name = x.compact, abi.ExportDecideCompact
@@ -267,6 +275,9 @@ func (x *instance) atMemoryCap() bool {
 }
 
 func (x *instance) close() {
+	if x.e.opa != nil {
+		x.e.opa.track(x.mod, nil)
+	}
 	x.wd.close()
 	_ = x.mod.Close(context.Background())
 }

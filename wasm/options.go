@@ -25,6 +25,7 @@ type config struct {
 	memPages    uint32
 	poolSize    int
 	jsonOnly    bool // tests: ignore sluice_decide_compact
+	opaCompat   bool // tests: the opa_eval_ctx_* sequence even where opa_eval is exported
 }
 
 func defaults() config {

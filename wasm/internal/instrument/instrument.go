@@ -104,6 +104,9 @@ type Result struct {
 	// TableBytes is what the module's tables may cost on the host at their
 	// maxima: the host takes it off the linear memory cap.
 	TableBytes uint64
+	// DefinedMemory reports that the module imported its memory and, as
+	// Limits.DefineImportedMemory asked, now defines it.
+	DefinedMemory bool
 }
 
 const (
@@ -150,6 +153,8 @@ func instrument(b []byte, lim Limits) (Result, error) {
 	interrupt := m.interrupt()
 	out := append(make([]byte, 0, len(b)+len(b)/4), header...)
 	wroteGlobal, wroteExport := false, false
+	defineMemory := lim.DefineImportedMemory && m.memLimits != nil
+	definedMemory := defineMemory
 	emit := func(id byte, body []byte) {
 		out = append(out, id)
 		out = binary.AppendUvarint(out, uint64(len(body)))
@@ -158,6 +163,10 @@ func instrument(b []byte, lim Limits) (Result, error) {
 	// Sections that may be missing are written before the first section
 	// that must follow them (custom sections aside).
 	flushBefore := func(id byte) {
+		if defineMemory && order(id) > order(secMemory) {
+			emit(secMemory, append([]byte{1}, m.memLimits...))
+			defineMemory = false
+		}
 		if !wroteGlobal && order(id) > order(secGlobal) {
 			emit(secGlobal, appendGlobals(nil, 0))
 			wroteGlobal = true
@@ -170,6 +179,12 @@ func instrument(b []byte, lim Limits) (Result, error) {
 	for _, s := range m.sections {
 		switch s.id {
 		case secCustom:
+			emit(s.id, s.body)
+		case secImport:
+			if defineMemory {
+				emit(s.id, dropImport(s.body, m.memImport))
+				continue
+			}
 			emit(s.id, s.body)
 		case secGlobal:
 			flushBefore(s.id)
@@ -202,7 +217,17 @@ func instrument(b []byte, lim Limits) (Result, error) {
 	if m.definedFuncs > 0 && !hasSection(m, secCode) {
 		return Result{}, fmt.Errorf("%w: %d functions without a code section", ErrMalformed, m.definedFuncs)
 	}
-	return Result{Module: out, HasStart: m.hasStart, TableBytes: m.tableEntries * TableEntryBytes}, nil
+	return Result{Module: out, HasStart: m.hasStart, TableBytes: m.tableEntries * TableEntryBytes, DefinedMemory: definedMemory}, nil
+}
+
+// dropImport returns the import section body without the entry at
+// [entry[0], entry[1]), and with the count one less.
+func dropImport(body []byte, entry [2]int) []byte {
+	r := reader{b: body}
+	n := r.u32()
+	out := binary.AppendUvarint(make([]byte, 0, len(body)), uint64(n-1))
+	out = append(out, body[r.i:entry[0]]...)
+	return append(out, body[entry[1]:]...)
 }
 
 func hasSection(m *module, id byte) bool {

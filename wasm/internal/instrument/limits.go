@@ -60,6 +60,11 @@ type Limits struct {
 	// tables (their maxima × TableEntryBytes). Zero: no cap beyond the
 	// constants.
 	MemoryBytes uint64
+	// DefineImportedMemory turns an imported memory into one the module
+	// defines, with the same limits (and the same index, 0), so that
+	// each instance owns its memory under the runtime's page cap. OPA's
+	// compiler emits modules that import env.memory.
+	DefineImportedMemory bool
 }
 
 // Kinds of refusal; every error of Module wraps ErrInvalid and one of

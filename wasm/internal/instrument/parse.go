@@ -52,6 +52,13 @@ type module struct {
 	hasStart        bool
 	startFunc       uint32
 	exports         [][]byte // export section entries, raw, for rewriting
+
+	// memImport is the import entry of an imported memory, [from, to)
+	// in the import section body, and memLimits its limits, raw:
+	// Limits.DefineImportedMemory turns it into a memory the module
+	// defines.
+	memImport [2]int
+	memLimits []byte
 }
 
 // interrupt is the index of the first appended global.
@@ -173,6 +180,7 @@ func (m *module) parseSection(r *reader, id byte, lim Limits) bool {
 	case secImport:
 		n := r.count("imports", 4, MaxImports)
 		for range n {
+			start := r.i
 			r.name()
 			r.name()
 			switch kind := r.byte(); kind {
@@ -182,7 +190,9 @@ func (m *module) parseSection(r *reader, id byte, lim Limits) bool {
 			case kindTable:
 				r.failKind(ErrUnsupported, "table import (the host provides no tables)")
 			case kindMemory:
+				at := r.i
 				m.memory(r)
+				m.memImport, m.memLimits = [2]int{start, r.i}, r.b[at:r.i]
 			case kindGlobal:
 				r.valType()
 				r.mutability()
