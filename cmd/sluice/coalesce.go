@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluice-oci/sluice/core/coalesce"
 	"github.com/sluice-oci/sluice/core/config"
+	"github.com/sluice-oci/sluice/core/metrics"
 	"github.com/sluice-oci/sluice/core/routing"
 	"github.com/sluice-oci/sluice/core/upstream"
 	"github.com/sluice-oci/sluice/policy"
@@ -26,7 +27,7 @@ type coalesceFlags struct {
 
 func (c *coalesceFlags) register(fs *flag.FlagSet) {
 	c.SpoolSize = 10 << 30
-	fs.BoolVar(&c.On, "coalesce", false, "rollouts: content no peer holds is asked of the node responsible for its key, which fetches it from the upstream once for all (fetch policy)")
+	fs.BoolVar(&c.On, "coalesce", false, "rollouts: content no peer holds is asked of the node responsible for its key, which fetches it from the upstream once for all (fetch policy); --coalesce=false answers 404 at once as without it")
 	fs.Var(&c.SpoolSize, "coalesce-spool-size", "rollouts: cap of the spool of blobs fetched for peers, under --data-dir (e.g. 10GiB)")
 	fs.DurationVar(&c.TTL, "coalesce-ttl", 10*time.Minute, "rollouts: how long a blob fetched for peers is kept after it completed")
 }
@@ -45,7 +46,7 @@ func (c *coalesceFlags) validate() error {
 // registries.yaml (endpoints, TLS, credentials as read at start) and the
 // spool under the data directory. self is this node's registry as the
 // node's own mirror reaches it when it is the responsible one.
-func newCoalescer(cfg *runConfig, router *routing.P2P, pol policy.Engine, scheme string, port uint16, log *slog.Logger) (*coalesce.Coalescer, routing.Peer, error) {
+func newCoalescer(cfg *runConfig, router *routing.P2P, pol policy.Engine, mt *metrics.Metrics, scheme string, port uint16, log *slog.Logger) (*coalesce.Coalescer, routing.Peer, error) {
 	var regs *config.Registries
 	if cfg.Registries != "" {
 		r, _, err := config.LoadRegistries(cfg.Registries)
@@ -56,7 +57,7 @@ func newCoalescer(cfg *runConfig, router *routing.P2P, pol policy.Engine, scheme
 	}
 	c, err := coalesce.New(upstream.New(regs, upstream.WithLogger(log)), coalesce.Config{
 		Dir: filepath.Join(cfg.DataDir, "coalesce-spool"), MaxBytes: int64(cfg.Coalesce.SpoolSize), TTL: cfg.Coalesce.TTL,
-	}, coalesce.WithPolicy(pol), coalesce.WithAnnouncer(router), coalesce.WithLogger(log))
+	}, coalesce.WithPolicy(pol), coalesce.WithAnnouncer(router), coalesce.WithLogger(log), coalesce.WithMetrics(mt))
 	if err != nil {
 		return nil, routing.Peer{}, err
 	}

@@ -108,6 +108,8 @@ func writeStatusText(out io.Writer, d statusDoc) error {
 			served = "local store"
 		case "none":
 			served = "not found"
+		case "upstream":
+			served = "upstream via coalescing"
 		}
 		if r.Source == "peer" && len(r.ServedBy) > 0 {
 			served = ""

@@ -101,7 +101,7 @@ type requestView struct {
 	Digest    string               `json:"digest,omitempty"`
 	Hidden    bool                 `json:"hidden,omitempty"`
 	From      string               `json:"requester"` // "local" or the requesting peer
-	Source    string               `json:"source"`    // local, peer, none (later: upstream)
+	Source    string               `json:"source"`    // local, peer, none, upstream (fetched for a peer by coalescing)
 	ServedBy  []registry.PeerBytes `json:"served_by,omitempty"`
 	Status    int                  `json:"status"` // 0: aborted after the body started
 	Sent      int64                `json:"bytes_sent"`

@@ -77,6 +77,8 @@ func (c *Coalescer) serveBlob(ctx context.Context, w http.ResponseWriter, r *htt
 			return store.ErrNotFound // closing
 		}
 	}
+	c.m.CoalesceWaiters.Inc()
+	defer c.m.CoalesceWaiters.Dec()
 	wctx, cancel := context.WithTimeout(ctx, c.cfg.FirstByte)
 	defer cancel()
 	select {
@@ -117,6 +119,11 @@ func (c *Coalescer) fetchBlob(ref oci.Reference, b *blob) {
 	defer readyOnce()
 	fail := func(err error) {
 		c.log.Warn("coalesce: blob fetch failed", "digest", b.d, "err", err)
+		result := "failed"
+		if errors.Is(err, errSpoolFull) {
+			result = "spool_full"
+		}
+		c.m.CoalesceFetches.WithLabelValues(policy.KindBlob, result).Inc()
 		b.progress(0, false, err)
 		c.drop(b)
 	}
@@ -144,6 +151,7 @@ func (c *Coalescer) fetchBlob(ref oci.Reference, b *blob) {
 	for {
 		n, rerr := up.Read(buf)
 		if n > 0 {
+			c.m.CoalesceUpstreamBytes.Add(float64(n))
 			if _, err := f.Write(buf[:n]); err != nil {
 				fail(fmt.Errorf("spool: %w", err))
 				return
@@ -168,6 +176,7 @@ func (c *Coalescer) fetchBlob(ref oci.Reference, b *blob) {
 	b.mu.Lock()
 	b.expires = time.Now().Add(c.cfg.TTL)
 	b.mu.Unlock()
+	c.m.CoalesceFetches.WithLabelValues(policy.KindBlob, "ok").Inc()
 	b.progress(0, true, nil)
 }
 
@@ -187,7 +196,7 @@ func (c *Coalescer) reserve(b *blob, size int64) error {
 	if c.used+size > c.cfg.MaxBytes {
 		return fmt.Errorf("%w: %d of %d bytes used, blob is %d", errSpoolFull, c.used, c.cfg.MaxBytes, size)
 	}
-	c.used += size
+	c.addUsedLocked(size)
 	b.mu.Lock()
 	b.size = size
 	b.mu.Unlock()
@@ -212,7 +221,7 @@ func (c *Coalescer) dropLocked(b *blob) {
 		return
 	}
 	b.dropped = true
-	c.used -= b.size
+	c.addUsedLocked(-b.size)
 	_ = os.Remove(b.path)
 }
 

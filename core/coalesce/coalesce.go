@@ -32,6 +32,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/sluice-oci/sluice/core/metrics"
 	"github.com/sluice-oci/sluice/core/oci"
 	"github.com/sluice-oci/sluice/core/registry"
 	"github.com/sluice-oci/sluice/core/store"
@@ -76,6 +77,7 @@ type Coalescer struct {
 	ann    Announcer
 	cfg    Config
 	log    *slog.Logger
+	m      *metrics.Metrics
 
 	ctx    context.Context // fetches live until Close
 	cancel context.CancelFunc
@@ -105,6 +107,9 @@ func WithAnnouncer(a Announcer) Option { return func(c *Coalescer) { c.ann = a }
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(c *Coalescer) { c.log = l } }
 
+// WithMetrics sets the node's metrics (sluice_coalesce_*).
+func WithMetrics(m *metrics.Metrics) Option { return func(c *Coalescer) { c.m = m } }
+
 // New empties cfg.Dir and returns a coalescer fetching through up.
 func New(up Upstream, cfg Config, opts ...Option) (*Coalescer, error) {
 	if cfg.Dir == "" || cfg.MaxBytes <= 0 || cfg.TTL <= 0 {
@@ -130,6 +135,10 @@ func New(up Upstream, cfg Config, opts ...Option) (*Coalescer, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	if c.m == nil {
+		c.m = metrics.New(nil)
+	}
+	c.m.CoalesceSpoolBytes.Set(0)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Go(c.janitor)
 	return c, nil
@@ -151,7 +160,8 @@ func (c *Coalescer) Close() error {
 	for d := range c.manifests {
 		keys = append(keys, d.String())
 	}
-	c.blobs, c.manifests, c.tags, c.used = map[digest.Digest]*blob{}, map[digest.Digest]*manifest{}, map[string]tagEntry{}, 0
+	c.blobs, c.manifests, c.tags = map[digest.Digest]*blob{}, map[digest.Digest]*manifest{}, map[string]tagEntry{}
+	c.addUsedLocked(-c.used)
 	c.mu.Unlock()
 	c.withdraw(keys)
 	return os.RemoveAll(c.cfg.Dir)
@@ -181,6 +191,7 @@ func (c *Coalescer) allowed(ctx context.Context, ref oci.Reference, kind string,
 	up, err := c.up.Upstream(ref.Registry)
 	if err != nil {
 		c.log.Debug("coalesce: no upstream", "registry", ref.Registry, "err", err)
+		c.m.CoalesceFetches.WithLabelValues(kind, "failed").Inc()
 		return false
 	}
 	if c.policy == nil {
@@ -195,10 +206,12 @@ func (c *Coalescer) allowed(ctx context.Context, ref oci.Reference, kind string,
 	d, err := c.policy.Decide(ctx, policy.ActionFetch, in)
 	if err != nil {
 		c.log.Warn("coalesce: policy error", "ref", ref.String(), "err", err)
+		c.m.CoalesceFetches.WithLabelValues(kind, "denied").Inc()
 		return false
 	}
 	if !d.Allow {
 		c.log.Debug("coalesce: fetch denied", "ref", ref.String(), "reasons", d.Reasons)
+		c.m.CoalesceFetches.WithLabelValues(kind, "denied").Inc()
 	}
 	return d.Allow
 }
@@ -258,7 +271,7 @@ func (c *Coalescer) expire(now time.Time) []string {
 	for d, m := range c.manifests {
 		if now.After(m.expires) {
 			delete(c.manifests, d)
-			c.used -= int64(len(m.bytes))
+			c.addUsedLocked(-int64(len(m.bytes)))
 			keys = append(keys, d.String())
 		}
 	}
@@ -268,4 +281,11 @@ func (c *Coalescer) expire(now time.Time) []string {
 		}
 	}
 	return keys
+}
+
+// addUsedLocked books delta bytes of the spool (c.mu held) and reports the
+// total.
+func (c *Coalescer) addUsedLocked(delta int64) {
+	c.used += delta
+	c.m.CoalesceSpoolBytes.Set(float64(c.used))
 }

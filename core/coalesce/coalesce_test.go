@@ -72,8 +72,8 @@ type node struct {
 // newNode runs a registry with an empty store whose peers are answered by
 // a coalescer fetching from a real upstream registry holding a test image
 // (one 16 MiB layer and one small), under the shipped policies with mirrors
-// set to mirrors (nil: every registry).
-func newNode(t *testing.T, cfg coalesce.Config, mirrors []string, data string) *node {
+// set to mirrors (nil: every registry); opts are added to the coalescer's.
+func newNode(t *testing.T, cfg coalesce.Config, mirrors []string, data string, opts ...coalesce.Option) *node {
 	t.Helper()
 	up := upstreamtest.Start(t, upstreamtest.Options{})
 	img, err := testimage.Build(testimage.Spec{Name: "example.com/" + repo + ":1", LayerSizes: []int64{16 << 20, 4 << 10}, Seed: 11})
@@ -116,7 +116,9 @@ func newNode(t *testing.T, cfg coalesce.Config, mirrors []string, data string) *
 		cfg.FirstByte = 30 * time.Second // -race on a loaded 2-core box
 	}
 	ann := &announcer{}
-	c, err := coalesce.New(upstream.New(nil), cfg, coalesce.WithPolicy(pol), coalesce.WithAnnouncer(ann), coalesce.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	opts = append([]coalesce.Option{coalesce.WithPolicy(pol), coalesce.WithAnnouncer(ann),
+		coalesce.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))}, opts...)
+	c, err := coalesce.New(upstream.New(nil), cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

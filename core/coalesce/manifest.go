@@ -41,6 +41,7 @@ func (c *Coalescer) serveTag(ctx context.Context, w http.ResponseWriter, r *http
 			if err != nil {
 				return "", err
 			}
+			c.m.CoalesceUpstreamBytes.Add(float64(len(b)))
 			d := digest.FromBytes(b)
 			if desc.Digest != "" && desc.Digest != d {
 				return "", fmt.Errorf("upstream manifest %s: %d bytes do not match the resolved digest %s", ref, len(b), desc.Digest)
@@ -74,6 +75,7 @@ func (c *Coalescer) serveManifest(ctx context.Context, w http.ResponseWriter, r 
 			if err != nil {
 				return "", err
 			}
+			c.m.CoalesceUpstreamBytes.Add(float64(len(b)))
 			if !ref.Digest.Algorithm().Available() || ref.Digest.Algorithm().FromBytes(b) != ref.Digest {
 				return "", fmt.Errorf("upstream manifest %s: bytes do not match the digest", ref)
 			}
@@ -99,11 +101,16 @@ func (c *Coalescer) flight(ctx context.Context, key string, fetch func(context.C
 		fctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 		defer cancel()
 		d, err := fetch(fctx)
+		result := "ok"
 		if err != nil {
 			c.log.Warn("coalesce: upstream fetch failed", "what", key, "err", err)
+			result = "failed"
 		}
+		c.m.CoalesceFetches.WithLabelValues(policy.KindManifest, result).Inc()
 		return d, err
 	})
+	c.m.CoalesceWaiters.Inc()
+	defer c.m.CoalesceWaiters.Dec()
 	wctx, cancel := context.WithTimeout(ctx, c.cfg.FirstByte)
 	defer cancel()
 	select {
@@ -126,7 +133,7 @@ func (c *Coalescer) keepManifest(d digest.Digest, b []byte, mediaType string) {
 	c.mu.Lock()
 	old, had := c.manifests[d]
 	if had {
-		c.used -= int64(len(old.bytes))
+		c.addUsedLocked(-int64(len(old.bytes)))
 	}
 	// Manifests count against the spool cap too: a peer naming many
 	// digests cannot grow the node's memory past what the operator set.
@@ -136,7 +143,7 @@ func (c *Coalescer) keepManifest(d digest.Digest, b []byte, mediaType string) {
 		c.log.Warn("coalesce: spool full; manifest not kept", "digest", d)
 		return
 	}
-	c.used += int64(len(b))
+	c.addUsedLocked(int64(len(b)))
 	c.manifests[d] = &manifest{bytes: b, mediaType: mediaType, expires: time.Now().Add(max(c.cfg.TTL, c.cfg.TagTTL))}
 	c.mu.Unlock()
 	if !had {

@@ -20,6 +20,13 @@ type Metrics struct {
 	ResumedFetches      prometheus.Counter
 	PeerFetchRejected   prometheus.Counter // blob fetches refused because every fetch slot was busy
 	VerifyRejected      prometheus.Counter // peer requests refused because every background hash slot was busy
+
+	// Rollouts (core/coalesce): the node responsible for a key fetching
+	// from the upstream on behalf of peers.
+	CoalesceFetches       *prometheus.CounterVec // kind=blob|manifest, result=ok|failed|denied|spool_full
+	CoalesceUpstreamBytes prometheus.Counter     // bytes read from the upstream for peers
+	CoalesceSpoolBytes    prometheus.Gauge       // bytes booked in the spool (blobs and manifests kept for peers)
+	CoalesceWaiters       prometheus.Gauge       // peer requests waiting for or streaming a coalesced fetch
 }
 
 // New creates the collectors and registers them with reg (nil: a private
@@ -67,7 +74,20 @@ func New(reg prometheus.Registerer) *Metrics {
 		VerifyRejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_verify_rejected_total", Help: "Peer requests for a blob not yet verified, refused with 404 because every background hash slot was busy.",
 		}),
+		CoalesceFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_coalesce_fetches_total", Help: "Upstream fetches on behalf of peers (coalesced first pulls) by kind and result (ok, failed, denied by the fetch policy, spool_full).",
+		}, []string{"kind", "result"}),
+		CoalesceUpstreamBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_coalesce_upstream_bytes_total", Help: "Bytes read from the upstream on behalf of peers (coalesced first pulls).",
+		}),
+		CoalesceSpoolBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_coalesce_spool_bytes", Help: "Bytes of blobs and manifests kept for peers (bounded by --coalesce-spool-size).",
+		}),
+		CoalesceWaiters: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_coalesce_waiters", Help: "Peer requests waiting for or streaming a coalesced upstream fetch.",
+		}),
 	}
+	reg.MustRegister(m.CoalesceFetches, m.CoalesceUpstreamBytes, m.CoalesceSpoolBytes, m.CoalesceWaiters)
 	reg.MustRegister(m.MirrorRequests, m.ResolveDuration, m.BytesServed, m.BytesFetched,
 		m.PeerVerifyFailures, m.LocalVerifyFailures, m.RequestDuration, m.PeerFetchesInFlight,
 		m.HedgedFetches, m.ResumedFetches, m.PeerFetchRejected, m.VerifyRejected)
