@@ -5,7 +5,7 @@ FUZZTIME ?= 15s
 BENCHCOUNT ?= 6
 RACE_PKGS := ./core/... ./policy/... ./wasm/... ./sdk/... ./cmd/... ./internal/...
 
-.PHONY: all build containerd wasm-examples lint opa-test test unit e2e conformance fuzz bench bench-dht demo clean image manifests deploy-test
+.PHONY: all build containerd wasm-examples lint opa-test test unit e2e conformance fuzz bench bench-micro bench-dht demo clean image manifests deploy-test
 
 all: build
 
@@ -55,8 +55,31 @@ fuzz:
 bench-dht:
 	$(GO) test -run '^$$' -bench 'DHTSim$$|DHTReprovide' -benchtime 1x -timeout 60m -v ./core/routing/ | tee bench-dht.txt
 
-# Benchmarks for benchstat: make bench; benchstat old.txt bench.txt
-bench:
+# BENCHMARKS.md, regenerated (~20 min on 2 cores, as root): the netns peer
+# path vs a plain file server, the ctr pull matrix, policy cost, RSS with
+# 10k keys, the DHT simulation at BENCH_DHT_N nodes, and the PNG plots; all
+# into $(BENCH_OUT). Shrink with SLUICE_BENCH_BLOB_MIB, SLUICE_BENCH_ROUNDS,
+# SLUICE_BENCH_PULL_MB, SLUICE_BENCH_PULL_ROUNDS (e2e/bench/doc.go).
+# BENCH_LOCK prefixes each heavy step (e.g. "flock /tmp/sluice-heavy.lock"
+# on a shared machine).
+BENCH_OUT   ?= e2e/bench/out
+BENCH_DHT_N ?= 100|300
+BENCH_LOCK  ?=
+# $(call bench_run,command,output file): run, keep the output, print it
+# without the upstream registry's access log, fail when the command did.
+bench_run = $(BENCH_LOCK) $(1) > $(2) 2>&1; rc=$$?; grep -v 'msg="response completed"' $(2); exit $$rc
+bench: build containerd
+	@mkdir -p $(BENCH_OUT)
+	@$(call bench_run,$(GO) test -run '^$$' -bench 'NetnsPeerBlob' -benchtime 1x -timeout 30m -v ./e2e/bench/,$(BENCH_OUT)/netns.txt)
+	@$(call bench_run,$(GO) test -run '^$$' -bench 'CtrPull' -benchtime 1x -timeout 40m -v ./e2e/bench/,$(BENCH_OUT)/ctr.txt)
+	@$(call bench_run,$(GO) test -run '^$$' -bench 'PullPolicyShare' -benchtime 3x ./policy/,$(BENCH_OUT)/policy-pull.txt)
+	@$(call bench_run,$(GO) test -run '^$$' -bench 'Decide' -benchmem ./policy/ ./wasm/,$(BENCH_OUT)/policy-decide.txt)
+	@$(call bench_run,$(GO) test -count=1 -run 'TestNode_RSSWith10kAdvertisedKeys' -v ./e2e/,$(BENCH_OUT)/rss.txt)
+	@$(call bench_run,$(GO) test -run '^$$' -bench 'DHTSim$$|DHTReprovide$$/N=($(BENCH_DHT_N))$$' -benchtime 1x -timeout 60m -v ./core/routing/,$(BENCH_OUT)/dht.txt)
+	@$(call bench_run,$(GO) test -run '^$$' -bench 'DHTPlots' -benchtime 1x -v ./e2e/bench/,$(BENCH_OUT)/plots.txt)
+
+# Micro-benchmarks for benchstat: make bench-micro; benchstat old.txt bench.txt
+bench-micro:
 	$(GO) test -run '^$$' -bench 'BlobGET|PeerBlob' -benchtime 20x -count $(BENCHCOUNT) ./core/registry/ ./core/mirror/ | tee bench.txt
 	$(GO) test -run '^$$' -bench 'ManifestGET' -benchtime 2000x -count $(BENCHCOUNT) ./core/registry/ | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Lookup|Advertise' -benchtime 1000x -count $(BENCHCOUNT) ./core/routing/ | tee -a bench.txt
