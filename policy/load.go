@@ -118,7 +118,7 @@ func (r *reader) readPath(p string) error {
 	switch classify(p) {
 	case kindOther:
 		return &Error{Code: CodeLoad, Location: p, Message: "not a policy file (want a directory, .rego, .json, .yaml, .yml, .tar.gz or .wasm)"}
-	case kindWasm:
+	case kindWasm, kindBundle: // a bundle of compiled policy only is no Rego source
 	default:
 		r.s.hasRego = true
 	}
@@ -255,20 +255,31 @@ func (r *reader) addBundle(display string, bs []byte) error {
 	if err != nil {
 		return &Error{Code: CodeLoad, Location: display, Message: "bad bundle", Err: err}
 	}
-	// A compiled policy would be ignored: the Rego set evaluates modules
-	// only, and sluice has no OPA-Wasm or plan host. Never ignore policy.
+	// A compiled policy (opa build -t wasm) runs on the Wasm engine, which
+	// speaks OPA's Wasm ABI too; the bundle's .rego files are its sources
+	// and are not compiled again into the Rego set. Without a Wasm engine
+	// it would be ignored: never ignore policy.
 	if len(b.WasmModules) > 0 {
-		return &Error{Code: CodeLoad, Location: display + ":" + bundleFileName(b.WasmModules[0].Path),
-			Message: "OPA bundles with compiled Wasm policy (policy.wasm) are not supported: build the bundle from .rego (opa build without -t wasm), or give a sluice ABI .wasm module as its own --policy path"}
+		if r.o.wasm == nil {
+			return &Error{Code: CodeLoad, Location: display + ":" + bundleFileName(b.WasmModules[0].Path),
+				Message: "OPA bundles with compiled Wasm policy (policy.wasm) are not supported without a Wasm engine (none configured): build the bundle from .rego (opa build without -t wasm)"}
+		}
+		for _, w := range b.WasmModules {
+			r.s.wasm = append(r.s.wasm, wasmFile{path: display + ":" + bundleFileName(w.Path), module: w.Raw})
+		}
+	} else {
+		r.s.hasRego = true
 	}
 	if len(b.PlanModules) > 0 {
 		return &Error{Code: CodeLoad, Location: display + ":" + bundleFileName(b.PlanModules[0].Path),
 			Message: "OPA bundles with compiled plans (plan.json) are not supported: build the bundle from .rego (opa build without -t plan)"}
 	}
-	for _, m := range b.Modules {
-		name := display + ":" + bundleFileName(m.Path)
-		if err := r.addModule(name, m.Raw); err != nil {
-			return err
+	if len(b.WasmModules) == 0 {
+		for _, m := range b.Modules {
+			name := display + ":" + bundleFileName(m.Path)
+			if err := r.addModule(name, m.Raw); err != nil {
+				return err
+			}
 		}
 	}
 	if err := mergeData(r.s.data, b.Data, nil); err != nil {

@@ -1,6 +1,7 @@
 package wasm_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
@@ -112,4 +113,24 @@ func compileOPA(t testing.TB, modules map[string]string, entrypoints []string, c
 	}
 	opaBuilds[key] = wasms[0].Raw
 	return wasms[0].Raw
+}
+
+// buildOPABundle is `opa build -t wasm -e …` of modules with data: the
+// bundle (.tar.gz) it writes, with policy.wasm, data.json and the sources.
+func buildOPABundle(t testing.TB, modules map[string]string, data map[string]any, entrypoints []string) []byte {
+	t.Helper()
+	b := &bundle.Bundle{Data: data}
+	for name, src := range modules {
+		m, err := ast.ParseModuleWithOpts(name, src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Modules = append(b.Modules, bundle.ModuleFile{Path: name, URL: name, Raw: []byte(src), Parsed: m})
+	}
+	var out bytes.Buffer
+	c := compile.New().WithTarget(compile.TargetWasm).WithBundle(b).WithEntrypoints(entrypoints...).WithOutput(&out)
+	if err := c.Build(context.Background()); err != nil {
+		t.Fatalf("opa build -t wasm: %v", err)
+	}
+	return out.Bytes()
 }

@@ -257,3 +257,41 @@ func TestOPA_MissingEntrypoint(t *testing.T) {
 		t.Errorf("no sluice entrypoint: %v, want code abi", err)
 	}
 }
+
+// TestOPA_Bundle: an OPA bundle built with -t wasm (policy.wasm, its
+// data, its .rego sources) given as a --policy path runs on the Wasm
+// engine with the bundle's data; its sources are not compiled again into
+// a Rego set (which would make a second source).
+func TestOPA_Bundle(t *testing.T) {
+	t.Parallel()
+	modules := shippedModules(t)
+	data := map[string]any{"sluice": map[string]any{"settings": map[string]any{"digest_only": true}}}
+	path := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	if err := os.WriteFile(path, buildOPABundle(t, modules, data, ruleEntrypoints(t, modules)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := policy.Load(t.Context(), []string{path}, policy.WithWasm(wasm.Opener(wasm.WithCompilationCache(testCache), wasm.WithPoolSize(1))), policy.WithCacheSize(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ref := policy.Reference{Registry: "docker.io", Repository: "library/nginx", Kind: policy.KindManifest}
+	byTag, byDigest := ref, ref
+	byTag.Tag, byDigest.Digest = "1.27", "sha256:"+strings.Repeat("a", 64)
+	for _, c := range []struct {
+		ref  policy.Reference
+		want bool
+	}{{byTag, false}, {byDigest, true}} {
+		d, err := s.Decide(t.Context(), policy.ActionResolve, policy.Input{Reference: &c.ref, Mirrors: []string{"*"}})
+		if err != nil || d.Allow != c.want {
+			t.Errorf("%+v: %+v, %v; want allow %v (digest_only from the bundle's data)", c.ref, d, err, c.want)
+		}
+		if !c.want && !strings.Contains(strings.Join(d.Reasons, " "), "digest_only") {
+			t.Errorf("reasons %q do not name digest_only", d.Reasons)
+		}
+	}
+	// Without a Wasm engine the compiled policy is refused, not ignored.
+	if _, err := policy.Load(t.Context(), []string{path}); policy.ErrorCode(err) != policy.CodeLoad || !strings.Contains(err.Error(), "policy.wasm") {
+		t.Errorf("Load without a Wasm engine: %v, want a load error naming policy.wasm", err)
+	}
+}
