@@ -163,11 +163,15 @@ func (s *statusSource) doc(ctx context.Context) statusDoc {
 		traffic = s.log.peers()
 		var evs []registry.RequestEvent
 		evs, d.RequestsTotal = s.log.recent()
+		stored := map[string][]store.Image{} // by registry/repository
+		for _, img := range images {
+			stored[img.Registry+"/"+img.Repository] = append(stored[img.Registry+"/"+img.Repository], img)
+		}
 		shown := map[oci.Reference]bool{}
 		for _, ev := range evs {
 			vis, ok := shown[ev.Ref]
 			if !ok {
-				vis = s.nameVisible(ctx, ev.Ref, ev.Kind)
+				vis = s.nameVisible(ctx, ev.Ref, ev.Kind, stored[ev.Ref.Name()])
 				shown[ev.Ref] = vis
 			}
 			d.Requests = append(d.Requests, viewRequest(ev, vis))
@@ -190,8 +194,12 @@ func (s *statusSource) doc(ctx context.Context) statusDoc {
 
 // nameVisible reports whether the request log may name ref: only when the
 // advertise policy would let this node announce it (what peers can learn
-// anyway). A hidden request shows its kind and digest only.
-func (s *statusSource) nameVisible(ctx context.Context, ref oci.Reference, kind string) bool {
+// anyway). When the store holds images of ref's repository (stored), the
+// policy judges them as the advertiser does, on their labels and pinning
+// (the image of ref's tag if held, else any image of the repository); a
+// reference the store knows nothing of is judged on the request alone. A
+// hidden request shows its kind and digest only.
+func (s *statusSource) nameVisible(ctx context.Context, ref oci.Reference, kind string, stored []store.Image) bool {
 	pk := policy.KindBlob
 	if kind == oci.KindManifest.String() {
 		pk = policy.KindManifest
@@ -205,8 +213,25 @@ func (s *statusSource) nameVisible(ctx context.Context, ref oci.Reference, kind 
 	if ref.Tag != "" {
 		in.Source.Image = ref.String()
 	}
-	dec, err := s.pol.Decide(ctx, policy.ActionAdvertise, in)
-	return err == nil && dec.Allow
+	allow := func(in policy.Input) bool {
+		dec, err := s.pol.Decide(ctx, policy.ActionAdvertise, in)
+		return err == nil && dec.Allow
+	}
+	if tagged := slices.DeleteFunc(slices.Clone(stored), func(img store.Image) bool { return img.Tag != ref.Tag }); ref.Tag != "" && len(tagged) > 0 {
+		stored = tagged
+	}
+	if len(stored) == 0 {
+		return allow(in)
+	}
+	for _, img := range stored {
+		src := *in.Source
+		src.Image, src.Pinned, src.Labels = img.Name, img.Pinned, img.Labels
+		in.Source = &src
+		if allow(in) {
+			return true
+		}
+	}
+	return false
 }
 
 func viewRequest(ev registry.RequestEvent, visible bool) requestView {
