@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -43,10 +44,11 @@ func (c *coalesceFlags) validate() error {
 }
 
 // newCoalescer builds the coalescer of a node: the upstream client over
-// registries.yaml (endpoints, TLS, credentials as read at start) and the
-// spool under the data directory. self is this node's registry as the
-// node's own mirror reaches it when it is the responsible one.
-func newCoalescer(cfg *runConfig, router *routing.P2P, pol policy.Engine, mt *metrics.Metrics, scheme string, port uint16, log *slog.Logger) (*coalesce.Coalescer, routing.Peer, error) {
+// registries.yaml (endpoints, TLS, credentials; a new client each time the
+// file changes, until ctx is done) and the spool under the data directory.
+// self is this node's registry as the node's own mirror reaches it when it
+// is the responsible one.
+func newCoalescer(ctx context.Context, cfg *runConfig, router *routing.P2P, pol policy.Engine, mt *metrics.Metrics, scheme string, port uint16, log *slog.Logger) (*coalesce.Coalescer, routing.Peer, error) {
 	var regs *config.Registries
 	if cfg.Registries != "" {
 		r, _, err := config.LoadRegistries(cfg.Registries)
@@ -61,11 +63,32 @@ func newCoalescer(cfg *runConfig, router *routing.P2P, pol policy.Engine, mt *me
 	if err != nil {
 		return nil, routing.Peer{}, err
 	}
+	if cfg.Registries != "" {
+		go watchUpstream(ctx, cfg.Registries, c, log)
+	}
 	ip := hostIP(cfg.RegistryAddr)
 	if !ip.IsValid() {
 		ip = netip.MustParseAddr("127.0.0.1") // a wildcard listener answers on loopback
 	}
 	return c, routing.Peer{ID: router.ID().String(), Addr: netip.AddrPortFrom(ip, port), Scheme: scheme}, nil
+}
+
+// watchUpstream gives co a new upstream client, over the new endpoints,
+// TLS settings and credentials, each time the registries.yaml at path
+// changes, until ctx is done. A file that fails to load keeps the last good
+// client. Fetches in flight finish with the client they started with.
+func watchUpstream(ctx context.Context, path string, co *coalesce.Coalescer, log *slog.Logger) {
+	err := config.WatchRegistries(ctx, path, config.DefaultDebounce, func(r *config.Registries, _ []config.Warning, err error) {
+		if err != nil {
+			log.Error("registries.yaml reload failed; upstream fetches for peers keep the last good endpoints and credentials", "file", path, "err", err)
+			return
+		}
+		co.SetUpstream(upstream.New(r, upstream.WithLogger(log)))
+		log.Info("registries.yaml reloaded: upstream fetches for peers use its endpoints and credentials", "file", path)
+	})
+	if err != nil && ctx.Err() == nil {
+		log.Error("registries.yaml watch for upstream fetches stopped", "err", err)
+	}
 }
 
 // sizeFlag is a byte count written as 10GiB, 512MiB, 64KiB or plain bytes.

@@ -3,16 +3,27 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/sluice-oci/sluice/core/coalesce"
+	"github.com/sluice-oci/sluice/core/config"
 	"github.com/sluice-oci/sluice/core/oci"
 	"github.com/sluice-oci/sluice/core/registry"
+	"github.com/sluice-oci/sluice/core/store/memory"
+	"github.com/sluice-oci/sluice/core/upstream"
+	"github.com/sluice-oci/sluice/internal/testimage"
+	"github.com/sluice-oci/sluice/internal/upstreamtest"
 	"github.com/sluice-oci/sluice/policy"
 )
 
@@ -94,5 +105,88 @@ func TestStatusPage_CoalescedSource(t *testing.T) {
 	}
 	if len(doc.Requests) != 1 || doc.Requests[0].Source != "upstream" {
 		t.Errorf("json requests %+v", doc.Requests)
+	}
+}
+
+// TestWatchUpstream_NewCredentials: registries.yaml changes at runtime
+// (a wrong password fixed); the next coalesced fetch uses the new
+// credentials, without a restart. A file that no longer parses keeps them.
+func TestWatchUpstream_NewCredentials(t *testing.T) {
+	t.Parallel()
+	up := upstreamtest.Start(t, upstreamtest.Options{Auth: upstreamtest.AuthToken, Username: "puller", Password: "s3cret"})
+	img, err := testimage.Build(testimage.Spec{Name: up.Host + "/e2e/app:1.0", Platforms: []string{"linux/amd64"}, LayerSizes: []int64{64 << 10}, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Push(t.Context(), "e2e/app", "1.0", img); err != nil {
+		t.Fatal(err)
+	}
+	regsYAML := func(password string) []byte {
+		return fmt.Appendf(nil, "mirrors:\n  %q:\n    endpoint: [\"http://%s\"]\nconfigs:\n  %q:\n    auth:\n      username: puller\n      password: %s\n",
+			up.Host, up.Host, up.Host, password)
+	}
+	path := filepath.Join(t.TempDir(), "registries.yaml")
+	if err := os.WriteFile(path, regsYAML("wrong"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	regs, _, err := config.LoadRegistries(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	co, err := coalesce.New(upstream.New(regs), coalesce.Config{Dir: filepath.Join(t.TempDir(), "spool"), MaxBytes: 1 << 20, TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = co.Close() })
+	srv := httptest.NewServer(registry.New(memory.New(), registry.WithCoalescer(co)))
+	t.Cleanup(srv.Close)
+	go watchUpstream(t.Context(), path, co, slog.New(slog.DiscardHandler))
+
+	layer := img.Layers[0].Digest
+	get := func() int {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet,
+			srv.URL+"/v2/e2e/app/blobs/"+layer.String()+"?ns="+up.Host, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(registry.PeerHeader, "node-x")
+		req.Header.Set(oci.CoalesceHeader, "1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode == http.StatusOK && digest.FromBytes(b) != layer {
+			t.Fatalf("served %d bytes that are not %s", len(b), layer)
+		}
+		return resp.StatusCode
+	}
+	if code := get(); code != http.StatusNotFound {
+		t.Fatalf("with the wrong password: %d, want 404", code)
+	}
+	// The watcher sets its baseline when it starts: wait for it, then fix
+	// the password.
+	time.Sleep(2 * config.DefaultDebounce)
+	if err := os.WriteFile(path, regsYAML("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	code := 0
+	for code != http.StatusOK && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		code = get()
+	}
+	if code != http.StatusOK {
+		t.Fatalf("after registries.yaml got the right password: %d, want 200", code)
+	}
+	var tokens int
+	for _, q := range up.Counter.Requests() {
+		if strings.HasPrefix(q.Path, "/token") && q.Status == http.StatusOK {
+			tokens++
+		}
+	}
+	if tokens == 0 {
+		t.Errorf("no token was granted: the fetch did not use the new credentials")
 	}
 }

@@ -144,7 +144,7 @@ func runNode(stop context.Context, cfg *runConfig, log *slog.Logger) error {
 		registry.WithClientStore(isContainerdStore(st)), // the local containerd is answered through peers only
 		registry.WithObserver(reqLog)}
 	if cfg.Coalesce.On {
-		co, self, err := newCoalescer(cfg, router, pol, m, scheme, regPort, log)
+		co, self, err := newCoalescer(ctx, cfg, router, pol, m, scheme, regPort, log)
 		if err != nil {
 			return fmt.Errorf("--coalesce: %w", err)
 		}

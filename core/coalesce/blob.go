@@ -70,10 +70,14 @@ func (c *Coalescer) serveBlob(ctx context.Context, w http.ResponseWriter, r *htt
 	b := c.blobs[ref.Digest]
 	c.mu.Unlock()
 	if b == nil {
-		if !fetch || !c.allowed(ctx, ref, policy.KindBlob, peer) {
+		if !fetch {
 			return store.ErrNotFound
 		}
-		if b = c.startBlob(ref); b == nil {
+		up, ok := c.allowed(ctx, ref, policy.KindBlob, peer)
+		if !ok {
+			return store.ErrNotFound
+		}
+		if b = c.startBlob(ref, up); b == nil {
 			return store.ErrNotFound // closing
 		}
 	}
@@ -96,7 +100,7 @@ func (c *Coalescer) serveBlob(ctx context.Context, w http.ResponseWriter, r *htt
 
 // startBlob returns the entry of ref's blob, starting its fetch if no one
 // has; nil once Close began.
-func (c *Coalescer) startBlob(ref oci.Reference) *blob {
+func (c *Coalescer) startBlob(ref oci.Reference, up Upstream) *blob {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if b := c.blobs[ref.Digest]; b != nil || c.closed {
@@ -104,13 +108,13 @@ func (c *Coalescer) startBlob(ref oci.Reference) *blob {
 	}
 	b := &blob{d: ref.Digest, path: filepath.Join(c.cfg.Dir, ref.Digest.Encoded()), ready: make(chan struct{}), notify: make(chan struct{})}
 	c.blobs[ref.Digest] = b
-	c.wg.Go(func() { c.fetchBlob(ref, b) })
+	c.wg.Go(func() { c.fetchBlob(ref, b, up) })
 	return b
 }
 
 // fetchBlob streams the blob from the upstream into its spool file. It
 // lives until Close, not as long as the request that started it.
-func (c *Coalescer) fetchBlob(ref oci.Reference, b *blob) {
+func (c *Coalescer) fetchBlob(ref oci.Reference, b *blob, client Upstream) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	budget := time.AfterFunc(registry.BaseBudget, cancel)
@@ -127,7 +131,7 @@ func (c *Coalescer) fetchBlob(ref oci.Reference, b *blob) {
 		b.progress(0, false, err)
 		c.drop(b)
 	}
-	up, err := c.up.Blob(ctx, ref, b.d, -1)
+	up, err := client.Blob(ctx, ref, b.d, -1)
 	if err != nil {
 		fail(err)
 		return

@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -72,7 +73,7 @@ type Config struct {
 
 // Coalescer implements registry.Coalescer.
 type Coalescer struct {
-	up     Upstream
+	up     atomic.Pointer[upstreamRef] // swapped by SetUpstream on a registries.yaml reload
 	policy policy.Engine
 	ann    Announcer
 	cfg    Config
@@ -127,8 +128,9 @@ func New(up Upstream, cfg Config, opts ...Option) (*Coalescer, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("coalesce: spool: %w", err)
 	}
-	c := &Coalescer{up: up, cfg: cfg, blobs: map[digest.Digest]*blob{},
+	c := &Coalescer{cfg: cfg, blobs: map[digest.Digest]*blob{},
 		manifests: map[digest.Digest]*manifest{}, tags: map[string]tagEntry{}}
+	c.up.Store(&upstreamRef{up})
 	for _, o := range opts {
 		o(c)
 	}
@@ -143,6 +145,16 @@ func New(up Upstream, cfg Config, opts ...Option) (*Coalescer, error) {
 	c.wg.Go(c.janitor)
 	return c, nil
 }
+
+// upstreamRef holds the current upstream client (atomic.Pointer needs a
+// concrete type).
+type upstreamRef struct{ Upstream }
+
+// SetUpstream makes fetches that start from now on use up (a client over a
+// reloaded registries.yaml: new endpoints, TLS or credentials). Fetches in
+// flight finish with the client their fetch decision was made with, so a
+// decision on "credentials: false" never runs with credentials.
+func (c *Coalescer) SetUpstream(up Upstream) { c.up.Store(&upstreamRef{up}) }
 
 // Close stops every fetch, withdraws what was announced and empties the
 // spool.
@@ -186,16 +198,19 @@ func (c *Coalescer) ServePeer(ctx context.Context, w http.ResponseWriter, r *htt
 	return store.ErrNotFound
 }
 
-// allowed asks the fetch policy whether ref may be fetched for peer.
-func (c *Coalescer) allowed(ctx context.Context, ref oci.Reference, kind string, peer *policy.Peer) bool {
-	up, err := c.up.Upstream(ref.Registry)
+// allowed asks the fetch policy whether ref may be fetched for peer, and
+// returns the upstream client the decision was made on: the fetch must use
+// that one, whatever a reload swapped in since.
+func (c *Coalescer) allowed(ctx context.Context, ref oci.Reference, kind string, peer *policy.Peer) (Upstream, bool) {
+	client := c.up.Load().Upstream
+	up, err := client.Upstream(ref.Registry)
 	if err != nil {
 		c.log.Debug("coalesce: no upstream", "registry", ref.Registry, "err", err)
 		c.m.CoalesceFetches.WithLabelValues(kind, "failed").Inc()
-		return false
+		return nil, false
 	}
 	if c.policy == nil {
-		return true
+		return client, true
 	}
 	in := policy.Input{
 		Action:    policy.ActionFetch,
@@ -207,13 +222,14 @@ func (c *Coalescer) allowed(ctx context.Context, ref oci.Reference, kind string,
 	if err != nil {
 		c.log.Warn("coalesce: policy error", "ref", ref.String(), "err", err)
 		c.m.CoalesceFetches.WithLabelValues(kind, "denied").Inc()
-		return false
+		return nil, false
 	}
 	if !d.Allow {
 		c.log.Debug("coalesce: fetch denied", "ref", ref.String(), "reasons", d.Reasons)
 		c.m.CoalesceFetches.WithLabelValues(kind, "denied").Inc()
+		return nil, false
 	}
-	return d.Allow
+	return client, true
 }
 
 func (c *Coalescer) advertise(d digest.Digest) {

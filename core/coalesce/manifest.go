@@ -30,14 +30,15 @@ type tagEntry struct {
 // serveTag answers a coalesce request for a tag: resolved upstream fresh,
 // once per tag TTL whatever the number of requesters.
 func (c *Coalescer) serveTag(ctx context.Context, w http.ResponseWriter, r *http.Request, ref oci.Reference, peer *policy.Peer) error {
-	if !c.allowed(ctx, ref, policy.KindManifest, peer) {
+	up, ok := c.allowed(ctx, ref, policy.KindManifest, peer)
+	if !ok {
 		return store.ErrNotFound
 	}
 	key := ref.TagKey()
 	m, d, ok := c.tagged(key, time.Now())
 	if !ok {
 		res, err := c.flight(ctx, "tag "+key, func(fctx context.Context) (digest.Digest, error) {
-			b, desc, err := c.up.FetchManifest(fctx, ref)
+			b, desc, err := up.FetchManifest(fctx, ref)
 			if err != nil {
 				return "", err
 			}
@@ -67,11 +68,15 @@ func (c *Coalescer) serveTag(ctx context.Context, w http.ResponseWriter, r *http
 func (c *Coalescer) serveManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, ref oci.Reference, peer *policy.Peer, fetch bool) error {
 	m, _, ok := c.byDigest(ref.Digest)
 	if !ok {
-		if !fetch || !c.allowed(ctx, ref, policy.KindManifest, peer) {
+		if !fetch {
+			return store.ErrNotFound
+		}
+		up, ok := c.allowed(ctx, ref, policy.KindManifest, peer)
+		if !ok {
 			return store.ErrNotFound
 		}
 		if _, err := c.flight(ctx, "manifest "+ref.Digest.String(), func(fctx context.Context) (digest.Digest, error) {
-			b, desc, err := c.up.FetchManifest(fctx, ref)
+			b, desc, err := up.FetchManifest(fctx, ref)
 			if err != nil {
 				return "", err
 			}
