@@ -295,6 +295,15 @@ func loadState(dir string) (state, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return st, fmt.Errorf("read sluice state %s: %w", filepath.Join(dir, BackupDir, stateFile), err)
 	}
+	// configure runs as root on the node: a path that leaves the hosts
+	// directory (a tampered or corrupt state file) is never written or
+	// removed.
+	for _, rel := range slices.Concat(st.Managed, st.Originals) {
+		if !filepath.IsLocal(filepath.FromSlash(rel)) {
+			return state{}, fmt.Errorf("read sluice state %s: %q is not a path inside the hosts directory",
+				filepath.Join(dir, BackupDir, stateFile), rel)
+		}
+	}
 	return st, nil
 }
 
