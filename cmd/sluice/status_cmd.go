@@ -95,6 +95,9 @@ func writeStatusText(out io.Writer, d statusDoc) error {
 	}
 	fmt.Fprintf(w, "digests\t%d\n", d.Keys.Digests)
 	fmt.Fprintf(w, "shared images\t%s\n", strings.Join(d.Images, " "))
+	if d.ImagesOmitted > 0 {
+		fmt.Fprintf(w, "\tand %d more\n", d.ImagesOmitted)
+	}
 
 	fmt.Fprintf(w, "\nREQUESTS (%d of %d)\tFROM\tSERVED FROM\tRESULT\tPOLICY\n", len(d.Requests), d.RequestsTotal)
 	for _, r := range d.Requests {

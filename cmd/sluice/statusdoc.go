@@ -40,6 +40,7 @@ type statusDoc struct {
 	Store          string   `json:"store"`
 	Images         []string `json:"images"`
 	ImageCount     int      `json:"image_count"`
+	ImagesOmitted  int      `json:"images_omitted,omitempty"` // shared images past maxStatusImages
 	AdvertisedKeys int      `json:"advertised_keys"`
 	PolicyRevision string   `json:"policy_revision"`
 	PolicyError    string   `json:"policy_error"`
@@ -117,6 +118,10 @@ type decisionView struct {
 
 // hiddenReasons replaces the reasons of a decision on a hidden name: a
 // reason may quote the name.
+// maxStatusImages bounds the shared images the page lists by name (a node
+// with thousands of images still renders a page of bounded size).
+const maxStatusImages = 500
+
 const hiddenReasons = "(reasons hidden with the name)"
 
 func (s *statusSource) doc(ctx context.Context) statusDoc {
@@ -131,10 +136,12 @@ func (s *statusSource) doc(ctx context.Context) statusDoc {
 	if names == nil {
 		names = []string{}
 	}
+	omitted := max(0, len(names)-maxStatusImages)
+	names = names[:len(names)-omitted]
 	d := statusDoc{
 		PeerID: s.router.ID().String(), Addrs: addrs, Ready: ready && !draining, Peers: s.router.PeerCount(),
 		Store: storeName(s.st), Images: names, ImageCount: len(images), PolicyRevision: s.pol.Revision(),
-		Generated: time.Now(),
+		Generated: time.Now(), ImagesOmitted: omitted,
 	}
 	if err := s.pol.LastError(); err != nil {
 		d.PolicyError = err.Error()
