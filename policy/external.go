@@ -42,6 +42,7 @@ func WithExternal(name string) Option { return func(o *options) { o.external = n
 type external struct {
 	name    string
 	cur     atomic.Pointer[extLoaded] // nil: not loaded yet
+	serving atomic.Pointer[string]    // Revision of cur once its revision serves
 	lastErr atomic.Pointer[errBox]
 }
 
@@ -177,10 +178,12 @@ func (s *Set) setExternal(ctx context.Context, ext External) error {
 		return err
 	}
 	if rev == old {
+		s.ext.serving.Store(&ext.Revision)
 		s.m.reloads.WithLabelValues("unchanged").Inc()
 		return nil
 	}
 	s.rev.Store(rev)
+	s.ext.serving.Store(&ext.Revision)
 	s.m.reloads.WithLabelValues("success").Inc()
 	s.log.InfoContext(ctx, "policy from "+s.ext.name+" loaded", "revision", rev.id, "previous", old.id, "bundles", ext.Revision)
 	old.retire()
@@ -240,8 +243,8 @@ func (e *external) info(si *SourceInfo) {
 		return
 	}
 	si.Revision = "(not loaded yet)"
-	if cur := e.cur.Load(); cur != nil {
-		si.Revision = cur.revision
+	if r := e.serving.Load(); r != nil {
+		si.Revision = *r
 	}
 	if err := e.lastError(); err != nil {
 		si.LastError = err.Error()
