@@ -98,6 +98,9 @@ func (m *Mirror) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.R
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(registry.TransferBudget(size)))
 	w.WriteHeader(status)
 	s.winStart, s.winEnd = rng.Start, rng.Start+rng.Length
+	if m.multiPeer(s) { // several providers: ranges from each (multipeer.go)
+		return m.fetchRanges(s, resp, p)
+	}
 	return s.run(resp, p)
 }
 

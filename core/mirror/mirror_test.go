@@ -42,6 +42,7 @@ type node struct {
 type clusterCfg struct {
 	opts []mirror.Option                     // extra mirror options
 	wrap func(routing.Router) routing.Router // wraps the router the mirror uses
+	reg  []registry.Option                   // extra registry options (the serving side)
 }
 
 func newCluster(t *testing.T, n int) *cluster { return newClusterWith(t, n, clusterCfg{}) }
@@ -62,7 +63,7 @@ func newClusterWith(t *testing.T, n int, cfg clusterCfg) *cluster {
 		}
 		opts := append([]mirror.Option{mirror.WithSelf(nd.id), mirror.WithMetrics(nd.metrics), mirror.WithResolveTimeout(50 * time.Millisecond)}, cfg.opts...)
 		m := mirror.New(r, opts...)
-		reg := registry.New(nd.store, registry.WithMirror(m), registry.WithMetrics(nd.metrics))
+		reg := registry.New(nd.store, append([]registry.Option{registry.WithMirror(m), registry.WithMetrics(nd.metrics)}, cfg.reg...)...)
 		nd.handler = reg
 		nd.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { nd.handler.ServeHTTP(w, r) }))
 		nd.srv.Listener.Close()

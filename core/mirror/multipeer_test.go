@@ -1,0 +1,231 @@
+package mirror_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/sluice-oci/sluice/core/mirror"
+	"github.com/sluice-oci/sluice/core/oci"
+	"github.com/sluice-oci/sluice/core/registry"
+)
+
+const mib = 1 << 20
+
+// blobURL is the URL of blob d on node i.
+func (c *cluster) blobURL(i int, d digest.Digest) string {
+	return c.nodes[i].srv.URL + "/v2/library/app/blobs/" + d.String()
+}
+
+// servedToPeers returns the bytes node nd sent to peers.
+func servedToPeers(nd *node) float64 {
+	return counterValue(nd.metrics.BytesServed.WithLabelValues("peer"))
+}
+
+func TestMirror_MultiPeerPaced(t *testing.T) {
+	// Each provider's uplink is paced at R by --peer-rate-limit. One
+	// provider: the blob takes size/R. Three: it arrives at ≥ 2.5 R.
+	const rate, size = 8 * mib, 48 * mib
+	c := newClusterWith(t, 4, clusterCfg{reg: []registry.Option{registry.WithPeerRateLimit(rate)}})
+	img := buildImage(t, size)
+	l := img.Largest()
+	url := c.blobURL(3, l.Digest)
+	fetch := func() time.Duration {
+		start := time.Now()
+		resp, body, err := get(t, url)
+		el := time.Since(start)
+		if err != nil || resp.StatusCode != 200 || digest.FromBytes(body) != l.Digest {
+			t.Fatalf("get: %v %v", err, resp)
+		}
+		return el
+	}
+	c.hold(t, 0, img)
+	one := fetch()
+	c.hold(t, 1, img)
+	c.hold(t, 2, img)
+	before := [3]float64{}
+	for i := range before {
+		before[i] = servedToPeers(c.nodes[i])
+	}
+	three := fetch()
+	ratio := one.Seconds() / three.Seconds()
+	t.Logf("%d MiB at %d MiB/s per provider: 1 provider %s (%.1f MiB/s), 3 providers %s (%.1f MiB/s), %.2f×",
+		size/mib, rate/mib, one.Round(time.Millisecond), size/mib/one.Seconds(), three.Round(time.Millisecond), size/mib/three.Seconds(), ratio)
+	for i := range before {
+		if got := servedToPeers(c.nodes[i]) - before[i]; got < size/6 {
+			t.Errorf("provider %d sent %.0f bytes of %d; the work was not shared", i, got, size)
+		}
+	}
+	if ratio < 2.5 {
+		t.Fatalf("3 providers at R each: %.2f× one provider's speed, want ≥ 2.5×", ratio)
+	}
+}
+
+func TestMirror_MultiPeerProviderKilled(t *testing.T) {
+	t.Parallel()
+	// Three paced providers; 300 ms in, provider 1 dies: its connections
+	// drop and it answers nothing more (its records stay on the router,
+	// as a dead node's do). The pull completes with the right digest.
+	const rate, size = 8 * mib, 16 * mib
+	c := newClusterWith(t, 4, clusterCfg{reg: []registry.Option{registry.WithPeerRateLimit(rate)}})
+	img := buildImage(t, size)
+	l := img.Largest()
+	for i := range 3 {
+		c.hold(t, i, img)
+	}
+	var dead atomic.Bool
+	victim := c.nodes[1]
+	good := victim.handler
+	victim.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if dead.Load() {
+			panic(http.ErrAbortHandler)
+		}
+		good.ServeHTTP(w, r)
+	})
+	kill := time.AfterFunc(300*time.Millisecond, func() {
+		dead.Store(true)
+		victim.srv.CloseClientConnections()
+	})
+	defer kill.Stop()
+	resp, body, err := get(t, c.blobURL(3, l.Digest))
+	if err != nil || resp.StatusCode != 200 || digest.FromBytes(body) != l.Digest {
+		t.Fatalf("get: %v %v", err, resp)
+	}
+	if !dead.Load() {
+		t.Fatal("the pull ended before the provider was killed; the test tested nothing")
+	}
+	if servedToPeers(victim) == 0 {
+		t.Fatal("the killed provider sent nothing before it died")
+	}
+	if got := counterValue(c.nodes[3].metrics.ResumedFetches); got == 0 {
+		t.Fatal("no range was handed to another provider")
+	}
+}
+
+// lie makes node nd answer every GET of blob d (whole or ranged) with the
+// bytes of blob, one of them flipped, unpaced.
+func lie(t *testing.T, nd *node, d digest.Digest, blob []byte) *atomic.Int32 {
+	bad := bytes.Clone(blob)
+	bad[len(bad)/2+12345] ^= 0xff
+	return behave(nd, d, func(_ int32, w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet {
+			return false
+		}
+		size := int64(len(bad))
+		rng, partial, err := oci.ParseRange(r.Header.Get("Range"), size)
+		if err != nil {
+			t.Errorf("range %q: %v", r.Header.Get("Range"), err)
+			return false
+		}
+		if !partial {
+			rng = oci.ByteRange{Length: size}
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(rng.Length))
+		if partial {
+			w.Header().Set("Content-Range", rng.ContentRange(size))
+			w.WriteHeader(http.StatusPartialContent)
+		}
+		_, _ = w.Write(bad[rng.Start : rng.Start+rng.Length])
+		return true
+	})
+}
+
+func TestMirror_MultiPeerWrongBytes(t *testing.T) {
+	t.Parallel()
+	// Provider 1 serves a flipped byte in the middle of the blob, fast;
+	// the others are paced. The client never gets a complete body; the
+	// liar, and only it, is quarantined once a verified copy proves it;
+	// a retry completes with the right digest.
+	const rate, size = 8 * mib, 16 * mib
+	c := newClusterWith(t, 4, clusterCfg{reg: []registry.Option{registry.WithPeerRateLimit(rate)}})
+	img := buildImage(t, size)
+	l := img.Largest()
+	for i := range 3 {
+		c.hold(t, i, img)
+	}
+	hits := lie(t, c.nodes[1], l.Digest, img.Blobs[l.Digest])
+	url := c.blobURL(3, l.Digest)
+	resp, body, err := get(t, url)
+	if err == nil {
+		t.Fatalf("the client got a complete body (status %d, %d bytes, digest match %v) from a transfer with wrong bytes",
+			resp.StatusCode, len(body), digest.FromBytes(body) == l.Digest)
+	}
+	if hits.Load() == 0 {
+		t.Fatal("the liar was never asked; the test tested nothing")
+	}
+	fails := c.nodes[3].metrics.PeerVerifyFailures
+	deadline := time.Now().Add(20 * time.Second)
+	for counterValue(fails) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if counterValue(fails) == 0 {
+		t.Fatal("the liar was never quarantined")
+	}
+	resp, body, err = get(t, url)
+	if err != nil || resp.StatusCode != 200 || digest.FromBytes(body) != l.Digest {
+		t.Fatalf("retry: %v %v", err, resp)
+	}
+	if got := counterValue(fails); got != 1 {
+		t.Fatalf("%v peers quarantined, want 1 (the liar)", got)
+	}
+}
+
+func TestMirror_PeerFetchParallel(t *testing.T) {
+	t.Parallel()
+	const size = 12 * mib
+	for _, tc := range []struct {
+		parallel, wantProviders int
+		rng                     string
+	}{
+		{parallel: 1, wantProviders: 1},
+		{parallel: 3, wantProviders: 3},
+		{parallel: 3, wantProviders: 3, rng: fmt.Sprintf("bytes=%d-%d", 4*mib-10, 8*mib+10)},
+		{parallel: 2, wantProviders: 2},
+	} {
+		t.Run(fmt.Sprintf("parallel=%d/range=%q", tc.parallel, tc.rng), func(t *testing.T) {
+			t.Parallel()
+			// Paced providers so each one's first chunk is still running
+			// when the others ask: every allowed provider gets work.
+			c := newClusterWith(t, 4, clusterCfg{
+				opts: []mirror.Option{mirror.WithPeerFetchParallel(tc.parallel)},
+				reg:  []registry.Option{registry.WithPeerRateLimit(16 * mib)},
+			})
+			img := buildImage(t, size)
+			l := img.Largest()
+			blob := img.Blobs[l.Digest]
+			var hits [3]*atomic.Int32
+			for i := range 3 {
+				c.hold(t, i, img)
+				hits[i] = behave(c.nodes[i], l.Digest, func(int32, http.ResponseWriter, *http.Request) bool { return false })
+			}
+			var hdr []string
+			want, status := blob, 200
+			if tc.rng != "" {
+				hdr = []string{"Range", tc.rng}
+				r, _, err := oci.ParseRange(tc.rng, size)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, status = blob[r.Start:r.Start+r.Length], 206
+			}
+			resp, body, err := get(t, c.blobURL(3, l.Digest), hdr...)
+			if err != nil || resp.StatusCode != status || !bytes.Equal(body, want) {
+				t.Fatalf("get: %v %v (%d bytes, want %d)", err, resp, len(body), len(want))
+			}
+			asked := 0
+			for _, h := range hits {
+				if h.Load() > 0 {
+					asked++
+				}
+			}
+			if asked != tc.wantProviders {
+				t.Fatalf("%d providers asked, want %d", asked, tc.wantProviders)
+			}
+		})
+	}
+}
