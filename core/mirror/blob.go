@@ -1,15 +1,12 @@
 package mirror
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -19,8 +16,6 @@ import (
 	"github.com/sluice-oci/sluice/core/routing"
 	"github.com/sluice-oci/sluice/core/store"
 )
-
-const chunkSize = 256 << 10
 
 // ServeBlob implements registry.Mirror. The whole blob is always read from
 // peers and hashed, even for a Range request, so every byte is checked
@@ -115,168 +110,57 @@ type stream struct {
 	size  int64
 	h     hash.Hash
 
-	off              int64 // blob bytes read so far (all of them hashed by the end)
-	winStart, winEnd int64 // the client's window [start, end)
-	held             []byte
+	winStart, winEnd int64     // the client's window [start, end)
 	segs             []segment // which peer sent which part of the blob
-	marks            [][]byte  // hash state at the end of each segment (hasher-owned until finishHash)
-
-	// The hasher runs beside the copy: reads and writes to sockets in this
-	// goroutine, sha256 in another, so a transfer goes as fast as the
-	// slower of the two rather than their sum.
-	free   chan []byte // buffers ready to be read into
-	toHash chan []byte // chunks in blob order
-	hashed chan struct{}
-}
-
-// pipeline is how many chunk buffers circulate between copy and hasher.
-const pipeline = 4
-
-// chunkPool recycles chunk buffers across requests.
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
-
-func (s *stream) startHasher() {
-	s.free = make(chan []byte, pipeline)
-	for range pipeline {
-		s.free <- *(chunkPool.Get().(*[]byte))
-	}
-	s.toHash = make(chan []byte, pipeline)
-	s.hashed = make(chan struct{})
-	go func() {
-		defer close(s.hashed)
-		for b := range s.toHash {
-			if b == nil { // a segment ended: remember the state there
-				s.marks = append(s.marks, hashState(s.h))
-				continue
-			}
-			if !s.m.verifyOff {
-				s.h.Write(b)
-			}
-			s.free <- b[:cap(b)]
-		}
-	}()
-}
-
-// finishHash waits for every chunk to be hashed and recycles the buffers.
-func (s *stream) finishHash() {
-	close(s.toHash)
-	<-s.hashed
-	for range pipeline {
-		b := <-s.free
-		chunkPool.Put(&b)
-	}
+	marks            [][]byte  // hash state at the end of each segment
 }
 
 func (s *stream) run(resp *http.Response, p routing.Peer) error {
-	s.startHasher()
-	hashing := true
-	defer func() {
-		if hashing {
-			s.finishHash()
-		}
-	}()
+	v := &verifiedCopy{
+		w: s.w, h: s.h, winStart: s.winStart, winEnd: s.winEnd,
+		fetched: s.m.metrics.BytesFetched.WithLabelValues("peer"),
+		served:  s.m.metrics.BytesServed.WithLabelValues("local"),
+	}
+	if s.m.verifyOff {
+		v.h = nil
+	}
 	for {
-		start := s.off
-		err := s.copyFrom(resp.Body)
+		start := v.Off()
+		_, err := v.ReadFrom(s.ctx, resp.Body, s.size-start)
 		resp.Body.Close()
-		s.segs = append(s.segs, segment{peer: p, start: start, end: s.off})
-		registry.NoteFetched(s.ctx, p.ID, s.off-start)
-		s.toHash <- nil
+		s.segs = append(s.segs, segment{peer: p, start: start, end: v.Off()})
+		s.marks = append(s.marks, hashState(s.h))
+		registry.NoteFetched(s.ctx, p.ID, v.Off()-start)
 		if err == nil {
 			break
 		}
 		if errors.Is(err, errClientGone) {
 			return registry.ErrAborted
 		}
-		// The peer died or misbehaved mid-blob: resume from s.off on
-		// another peer that holds it.
-		s.m.log.Warn("peer failed mid-blob; resuming on another peer", "peer", p.ID, "digest", s.ref.Digest, "offset", s.off, "err", err)
+		// The peer died or misbehaved mid-blob: resume from the offset
+		// reached on another peer that holds it.
+		off := v.Off()
+		s.m.log.Warn("peer failed mid-blob; resuming on another peer", "peer", p.ID, "digest", s.ref.Digest, "offset", off, "err", err)
 		s.m.metrics.ResumedFetches.Inc()
 		s.peers.fail(p)
-		resp, p, err = s.m.first(s.ctx, s.peers, http.MethodGet, s.path, s.off)
+		resp, p, err = s.m.first(s.ctx, s.peers, http.MethodGet, s.path, off)
 		if err != nil {
-			return fmt.Errorf("resume %s at %d: %v: %w", s.ref.Digest, s.off, err, registry.ErrAborted)
+			return fmt.Errorf("resume %s at %d: %v: %w", s.ref.Digest, off, err, registry.ErrAborted)
 		}
-		if resp.ContentLength >= 0 && resp.ContentLength != s.size-s.off {
+		if resp.ContentLength >= 0 && resp.ContentLength != s.size-off {
 			resp.Body.Close()
-			return fmt.Errorf("resume %s: peer %s sent %d bytes for %d: %w", s.ref.Digest, p.ID, resp.ContentLength, s.size-s.off, registry.ErrAborted)
+			return fmt.Errorf("resume %s: peer %s sent %d bytes for %d: %w", s.ref.Digest, p.ID, resp.ContentLength, s.size-off, registry.ErrAborted)
 		}
 	}
-	s.finishHash()
-	hashing = false
-	if s.off != s.size || !s.m.verifyOff && digest.NewDigest(s.ref.Digest.Algorithm(), s.h) != s.ref.Digest {
+	if v.Off() != s.size || v.Sum() != nil && digest.NewDigest(s.ref.Digest.Algorithm(), v.Sum()) != s.ref.Digest {
 		s.m.blame(s.ctx, s.ref, s.path, s.size, s.segs, s.marks, s.peers.remaining())
 		return fmt.Errorf("blob %s from peers does not match its digest: %w", s.ref.Digest, registry.ErrAborted)
 	}
-	if len(s.held) > 0 {
-		if _, err := s.w.Write(s.held); err != nil {
+	if held := v.Held(); len(held) > 0 {
+		if _, err := s.w.Write(held); err != nil {
 			return registry.ErrAborted
 		}
-		s.m.metrics.BytesServed.WithLabelValues("local").Add(float64(len(s.held)))
-	}
-	return nil
-}
-
-var errClientGone = errors.New("client went away")
-
-// firstChunk is the size of the first read from a peer; reads then double
-// up to chunkSize. A small first read gets the first bytes to the client
-// quickly; large later reads keep the per-byte overhead low.
-const firstChunk = 16 << 10
-
-// copyFrom reads body chunk by chunk, hands each chunk to the hasher and
-// writes the part inside the window at once, except the chunk that ends
-// the window: that one is held (copied) until the whole blob hashed and
-// matched (run writes it), so a client never sees a complete body, whole
-// or ranged, before the digest is verified. A buffer goes back to the free
-// list only once hashed; it is only reused by this goroutine after its
-// write returned, so the hasher and the writer never race on it.
-func (s *stream) copyFrom(body io.Reader) error {
-	next := int64(firstChunk)
-	fetched := s.m.metrics.BytesFetched.WithLabelValues("peer")
-	served := s.m.metrics.BytesServed.WithLabelValues("local")
-	for s.off < s.size {
-		var buf []byte
-		select {
-		case buf = <-s.free:
-		case <-s.ctx.Done():
-			return errClientGone
-		}
-		if s.ctx.Err() != nil { // over the transfer budget, or the client left
-			s.free <- buf
-			return errClientGone
-		}
-		n, err := io.ReadFull(body, buf[:min(next, int64(len(buf)), s.size-s.off)])
-		next = min(2*next, int64(len(buf)))
-		if n == 0 {
-			s.free <- buf
-		} else {
-			chunk := buf[:n]
-			s.toHash <- chunk
-			lo, hi := s.off, s.off+int64(n)
-			s.off = hi
-			fetched.Add(float64(n))
-			if hi > s.winStart && lo < s.winEnd {
-				part := chunk[max(s.winStart, lo)-lo : min(s.winEnd, hi)-lo]
-				if hi < s.winEnd {
-					if _, werr := s.w.Write(part); werr != nil {
-						return errClientGone
-					}
-					served.Add(float64(len(part)))
-				} else {
-					s.held = bytes.Clone(part)
-				}
-			}
-		}
-		if err != nil {
-			if s.off == s.size && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
-				return nil
-			}
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return err
-		}
+		s.m.metrics.BytesServed.WithLabelValues("local").Add(float64(len(held)))
 	}
 	return nil
 }
