@@ -131,7 +131,8 @@ func runNode(stop context.Context, cfg *runConfig, log *slog.Logger) error {
 	reqLog := newRequestLog()
 
 	mopts := []mirror.Option{mirror.WithSelf(router.ID().String()), mirror.WithResolveTimeout(cfg.ResolveTimeout),
-		mirror.WithMetrics(m), mirror.WithLogger(log), mirror.WithMaxConcurrent(cfg.MaxPeerFetches)}
+		mirror.WithMetrics(m), mirror.WithLogger(log), mirror.WithMaxConcurrent(cfg.MaxPeerFetches),
+		mirror.WithPeerFetchParallel(cfg.PeerFetchParallel)}
 	serverTLS, clientTLS, err := loadTLS(cfg)
 	if err != nil {
 		return err

@@ -36,6 +36,7 @@ type runConfig struct {
 	Config                             string
 	MaxPeerFetches                     int
 	PeerRateLimit                      int64
+	PeerFetchParallel                  int
 	ReadHeaderTimeout                  time.Duration
 	ShutdownTimeout                    time.Duration
 	Coalesce                           coalesceFlags // rollouts (coalesce.go)
@@ -80,6 +81,7 @@ func runFlags(cfg *runConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.Config, "config", "", "YAML file with the same keys as these flags")
 	fs.IntVar(&cfg.MaxPeerFetches, "max-peer-fetches", 64, "concurrent blob fetches from peers")
 	fs.Int64Var(&cfg.PeerRateLimit, "peer-rate-limit", 0, "bytes per second this node sends to peers, all together (0: no limit)")
+	fs.IntVar(&cfg.PeerFetchParallel, "peer-fetch-parallel", 3, "providers a large blob (≥ 8 MiB) is fetched from at once, in ranges (1: one at a time)")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "time a client has to send its request headers")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight transfers may run before they are cut (a second signal exits at once)")
 	cfg.Coalesce.register(fs)
@@ -118,6 +120,9 @@ func (cfg *runConfig) validate() error {
 	}
 	if cfg.PeerRateLimit < 0 {
 		errs = append(errs, fmt.Errorf("--peer-rate-limit %d: must be 0 (no limit) or positive", cfg.PeerRateLimit))
+	}
+	if cfg.PeerFetchParallel < 1 {
+		errs = append(errs, fmt.Errorf("--peer-fetch-parallel %d: must be at least 1", cfg.PeerFetchParallel))
 	}
 	if cfg.ReadHeaderTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--read-header-timeout %s: must be positive", cfg.ReadHeaderTimeout))

@@ -30,6 +30,7 @@ func TestParseRunConfig_Validation(t *testing.T) {
 		{name: "max-peer-fetches zero", args: []string{"--max-peer-fetches", "0"}, wantErr: "--max-peer-fetches"},
 		{name: "max-peer-fetches negative", args: []string{"--max-peer-fetches", "-3"}, wantErr: "--max-peer-fetches"},
 		{name: "peer-rate-limit negative", args: []string{"--peer-rate-limit", "-1"}, wantErr: "--peer-rate-limit"},
+		{name: "peer-fetch-parallel zero", args: []string{"--peer-fetch-parallel", "0"}, wantErr: "--peer-fetch-parallel"},
 		{name: "read-header-timeout zero", args: []string{"--read-header-timeout", "0s"}, wantErr: "--read-header-timeout"},
 		{name: "resolve-timeout zero", args: []string{"--resolve-timeout", "0s"}, wantErr: "--resolve-timeout"},
 		{
