@@ -3,7 +3,7 @@
 #   Decision point "fetch": may the node responsible for a key during a
 #   rollout fetch it from the upstream on behalf of a peer (a coalesced
 #   first pull)? The decision is allow == true and deny empty. allow holds
-#   when no policy under data.sluice.policies reports a violation (so
+#   when no restriction under data.sluice.policies applies (so
 #   mirrors, latest and digest_only apply as they do to resolve: only
 #   mirrored registries, no :latest unless enable_latest, digests only under
 #   digest_only) and the upstream needs no credentials, unless
@@ -32,7 +32,7 @@ credentials_refused if {
 }
 
 allow if {
-	count(lib.violations) == 0
+	not lib.violated
 	not credentials_refused
 }
 

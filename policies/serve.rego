@@ -1,9 +1,11 @@
 # METADATA
 # description: |
 #   Decision point "serve". The decision is allow == true and deny empty.
-#   allow holds when no policy under data.sluice.policies reports a
-#   violation; a drop-in file may add allow rules (widen) or deny rules
-#   (tighten) to this package. reasons explains a refusal.
+#   allow holds when no restriction under data.sluice.policies applies
+#   (lib.violated); a drop-in file may add allow rules (widen) or deny rules
+#   (tighten) to this package. reasons explains a refusal: it is built
+#   only when allow does not hold, so its messages (which name the
+#   reference) are not read by an allowing decision.
 package sluice.serve
 
 import rego.v1
@@ -12,7 +14,7 @@ import data.sluice.lib
 
 default allow := false
 
-allow if count(lib.violations) == 0
+allow if not lib.violated
 
 reasons contains msg if {
 	not allow

@@ -17,6 +17,10 @@ type CacheInfo struct {
 	// Key lists the input fields in the cache key ("*": the whole input;
 	// a trailing "?" marks a field of which only presence is keyed).
 	Key string `json:"key"`
+	// AllowKey, when set, keys decisions that allow: the fields allow
+	// and deny read, narrower than Key, which adds what only the reasons
+	// of a refusal read (a refusal is looked up by Key).
+	AllowKey string `json:"allow_key,omitempty"`
 	// Nondeterministic lists the builtins (as OPA marks them: time.now_ns,
 	// http.send, rand.intn, …) that turned the cache off: a decision that
 	// depends on them may change with no change of input.
@@ -31,6 +35,7 @@ func (s *Set) Cache() CacheInfo {
 		Size:             s.o.cacheSize,
 		Entries:          rev.cache.len(),
 		Key:              rev.proj.String(),
+		AllowKey:         allowKey(rev.dproj),
 		Nondeterministic: append([]string(nil), rev.nondet...),
 	}
 }
@@ -46,4 +51,11 @@ func (c CacheInfo) String() string {
 		return "off (cache size 0)"
 	}
 	return "on (" + strconv.Itoa(c.Size) + " entries, key: " + c.Key + ")"
+}
+
+func allowKey(p *projection) string {
+	if p == nil {
+		return ""
+	}
+	return p.String()
 }

@@ -52,27 +52,34 @@ func (s *Set) decide(ctx context.Context, rev *revision, action Action, in *Inpu
 	}
 
 	bp := s.bufs.Get().(*[]byte)
-	key := rev.proj.appendKey((*bp)[:0], in)
-	e, hit := rev.cache.get(key)
-	if hit {
+	buf := (*bp)[:0]
+	// An allowing decision is keyed by what allow reads (dkey), when that
+	// is narrower than what the reasons of a refusal read (key): a refusal
+	// is cached under both, and a dkey hit that refuses looks up key for
+	// its reasons.
+	var dkey, key []byte
+	if rev.dproj != nil {
+		buf = rev.dproj.appendKey(append(buf, 'A'), in)
+		dkey = buf
+		if e, hit := rev.cache.get(dkey); hit && e.d.Allow {
+			d := s.cached(ctx, rev, ai, in, e, start)
+			*bp = buf
+			s.bufs.Put(bp)
+			return d, true
+		}
+	}
+	buf = rev.proj.appendKey(buf, in)
+	key = buf[len(dkey):]
+	if e, hit := rev.cache.get(key); hit {
 		// The cache of a retired revision still answers as that revision
 		// would: the decision started before the reload.
-		*bp = key
+		d := s.cached(ctx, rev, ai, in, e, start)
+		*bp = buf
 		s.bufs.Put(bp)
-		s.m.cacheHit.Inc()
-		for i, r := range e.results {
-			rev.sources[i].m.decisions[ai][r].Inc()
-		}
-		d := e.d
-		d.Reasons = slices.Clip(d.Reasons) // appends by the caller copy
-		if s.o.decisionLog != nil {
-			s.emitDecision(ctx, rev, in, d, true, start)
-		}
-		s.logDecision(ctx, rev, in, d)
 		return d, true
 	}
 	if !rev.acquire() {
-		*bp = key
+		*bp = buf
 		s.bufs.Put(bp)
 		return Decision{}, false
 	}
@@ -128,15 +135,39 @@ func (s *Set) decide(ctx context.Context, rev *revision, action Action, in *Inpu
 		d = Decision{Allow: false, Reasons: []string{"no policy source"}}
 	}
 	if !failed && !volatile { // a volatile decision may differ next time
-		rev.cache.put(string(key), cacheEntry{d: d, results: results})
+		e := cacheEntry{d: d, results: results}
+		switch {
+		case dkey == nil:
+			rev.cache.put(string(key), e)
+		case d.Allow:
+			rev.cache.put(string(dkey), e)
+		default:
+			rev.cache.put(string(dkey), e) // refuses: look up key
+			rev.cache.put(string(key), e)
+		}
 	}
-	*bp = key
+	*bp = buf
 	s.bufs.Put(bp)
 	if s.o.decisionLog != nil {
 		s.emitDecision(ctx, rev, in, d, false, start)
 	}
 	s.logDecision(ctx, rev, in, d)
 	return Decision{Allow: d.Allow, Reasons: slices.Clip(d.Reasons)}, true
+}
+
+// cached counts and logs a decision answered from the cache.
+func (s *Set) cached(ctx context.Context, rev *revision, ai int, in *Input, e cacheEntry, start time.Time) Decision {
+	s.m.cacheHit.Inc()
+	for i, r := range e.results {
+		rev.sources[i].m.decisions[ai][r].Inc()
+	}
+	d := e.d
+	d.Reasons = slices.Clip(d.Reasons) // appends by the caller copy
+	if s.o.decisionLog != nil {
+		s.emitDecision(ctx, rev, in, d, true, start)
+	}
+	s.logDecision(ctx, rev, in, d)
+	return d
 }
 
 // engineError gives an engine error a code when it has none.

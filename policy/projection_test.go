@@ -78,6 +78,12 @@ func TestProjection_Shipped(t *testing.T) {
 	if want := "action reference.registry reference.repository reference.tag reference.digest source.registries upstream.endpoint upstream.credentials mirrors"; got != want {
 		t.Errorf("projection = %q, want %q", got, want)
 	}
+	// An allowing decision is keyed without what only the messages of a
+	// refusal read (the repository, the tag and digest values).
+	got = s.rev.Load().dproj.String()
+	if want := "action reference.registry reference.tag reference.digest? source.registries upstream.credentials mirrors"; got != want {
+		t.Errorf("decision projection = %q, want %q", got, want)
+	}
 }
 
 type fakeEngine struct{}

@@ -40,7 +40,11 @@ type revision struct {
 	sources []source
 	cache   *cache
 	proj    *projection // nil: the whole input is the cache key
-	nondet  []string    // non-deterministic builtins the Rego set calls: no cache
+	// dproj, when not nil, keys allowing decisions: what allow and deny
+	// read, narrower than proj, which adds what only reasons read (see
+	// Set.decide).
+	dproj  *projection
+	nondet []string // non-deterministic builtins the Rego set calls: no cache
 
 	// Decisions in flight pin the revision's engines (acquire, release):
 	// a revision replaced by a reload, or by Close, is retired and its
@@ -161,6 +165,9 @@ func (s *Set) buildFrom(ctx context.Context, snap *snapshot, prev *revision) (*r
 			// A Wasm module may read anything: only a Rego-only set
 			// narrows the cache key.
 			rev.proj = newProjection(eng.eng.InputReads())
+			if dp := newProjection(eng.eng.DecisionReads()); dp != nil && (rev.proj == nil || *dp != *rev.proj) {
+				rev.dproj = dp
+			}
 		}
 	}
 	for _, w := range snap.wasm {
@@ -179,6 +186,17 @@ func (s *Set) buildFrom(ctx context.Context, snap *snapshot, prev *revision) (*r
 		rev.sources = append(rev.sources, source{name: w.path, engine: eng, volatile: vol, m: s.m.forEngine(engineName(eng, EngineWasm))})
 	}
 	s.ext.addTo(rev, s.m)
+	if s.ext != nil && rev.dproj != nil {
+		// The external source, last, must allow by no more than dproj
+		// keys, and give reasons only when it refuses.
+		var ext *projection
+		if rs, ok := rev.sources[len(rev.sources)-1].engine.(*regoSource); ok {
+			ext = newProjection(rs.eng.DecisionReads())
+		}
+		if rev.dproj = rev.dproj.union(ext); rev.dproj != nil && rev.proj != nil && *rev.dproj == *rev.proj {
+			rev.dproj = nil
+		}
+	}
 	return rev, nil
 }
 

@@ -1,6 +1,7 @@
 package regoeng
 
 import (
+	"maps"
 	"slices"
 	"strings"
 
@@ -32,6 +33,59 @@ func (e *Engine) InputReads() ([]InputRead, bool) {
 	return slices.Clone(e.reads), true
 }
 
+// DecisionReads reports what of the input the allow decisions may read:
+// the reads of the allow and deny rules of every action package and of
+// every rule they depend on, leaving out what only reasons read (such as
+// the reference a refusal's message names). ok is false when that is not
+// known to decide the whole result of an allowing decision: a rule it
+// reaches may read anything, or an action has reasons that may hold while
+// allow does (every reasons rule must have the literal `not allow`).
+//
+// Decisions that allow are then a function of these reads; decisions
+// that deny, of InputReads (their reasons).
+func (e *Engine) DecisionReads() ([]InputRead, bool) {
+	if !e.decisionReadsOK {
+		return nil, false
+	}
+	return slices.Clone(e.decisionReads), true
+}
+
+// decisionReads computes DecisionReads from the analysis of the compiled
+// set.
+func decisionReads(a *inputAnalysis, c *ast.Compiler, actions []string) ([]InputRead, bool) {
+	var roots []*ast.Rule
+	for _, action := range actions {
+		if !reasonsNeedDeny(c, action) {
+			return nil, false
+		}
+		roots = append(roots, c.GetRulesExact(ruleRef(action, "allow"))...)
+		roots = append(roots, c.GetRulesExact(ruleRef(action, "deny"))...)
+	}
+	seen := map[*ast.Rule]bool{}
+	var reached []*ast.Rule
+	var visit func(r *ast.Rule)
+	visit = func(r *ast.Rule) {
+		if seen[r] {
+			return
+		}
+		seen[r] = true
+		reached = append(reached, r)
+		for d := range c.Graph.Dependencies(r) {
+			dr, ok := d.(*ast.Rule)
+			if !ok {
+				continue
+			}
+			visit(dr)
+		}
+	}
+	for _, r := range roots {
+		for e := r; e != nil; e = e.Else {
+			visit(e)
+		}
+	}
+	return a.readsOf(reached)
+}
+
 // analyzeStage runs the analysis inside the compiler once imports and
 // refs are resolved and template strings are rewritten, but before the
 // compiler hoists refs into generated local variables (RewriteExprTerms,
@@ -54,9 +108,15 @@ func analyzeStage(out *inputAnalysis) ast.CompilerStageDefinition {
 }
 
 type inputAnalysis struct {
-	done     bool // the stage ran (a renamed OPA stage must not mean "reads nothing")
-	any      bool // the whole input may be read
-	rules    func(ast.Ref) []*ast.Rule
+	done  bool // the stage ran (a renamed OPA stage must not mean "reads nothing")
+	rules func(ast.Ref) []*ast.Rule
+	readSet
+	byRule map[*ast.Rule]*readSet // each rule's reads (an else shares its rule's)
+}
+
+// readSet is what one rule reads of the input.
+type readSet struct {
+	any      bool                // the whole input may be read
 	value    map[string][]string // joined path → path
 	presence map[string][]string
 }
@@ -64,38 +124,78 @@ type inputAnalysis struct {
 // analyzeModules analyzes mods; rules returns the rules at or below a
 // data reference (ast.Compiler.GetRules).
 func analyzeModules(mods map[string]*ast.Module, rules func(ast.Ref) []*ast.Rule) inputAnalysis {
-	a := inputAnalysis{done: true, rules: rules, value: map[string][]string{}, presence: map[string][]string{}}
+	a := inputAnalysis{done: true, rules: rules, byRule: map[*ast.Rule]*readSet{}}
 	for _, m := range mods {
 		for _, r := range m.Rules {
+			a.readSet = readSet{value: map[string][]string{}, presence: map[string][]string{}}
 			a.walk(r)
+			rs := a.readSet
+			for e := r; e != nil; e = e.Else {
+				a.byRule[e] = &rs
+			}
 		}
 	}
+	a.readSet = readSet{}
 	return a
 }
 
-// reads resolves presence reads that overlap any other read into value
-// reads and returns them sorted.
+// reads merges the reads of every rule.
 func (a *inputAnalysis) reads() ([]InputRead, bool) {
-	if a.any || !a.done {
+	if !a.done {
 		return nil, false
 	}
+	sets := make([]*readSet, 0, len(a.byRule))
+	for _, rs := range a.byRule {
+		sets = append(sets, rs)
+	}
+	return mergeReads(sets)
+}
+
+// readsOf merges the reads of the rules given. ok is false when one of
+// them was not analyzed (a rule a later compiler stage added).
+func (a *inputAnalysis) readsOf(rules []*ast.Rule) ([]InputRead, bool) {
+	if !a.done {
+		return nil, false
+	}
+	sets := make([]*readSet, 0, len(rules))
+	for _, r := range rules {
+		rs, ok := a.byRule[r]
+		if !ok {
+			return nil, false
+		}
+		sets = append(sets, rs)
+	}
+	return mergeReads(sets)
+}
+
+// mergeReads merges read sets, resolves presence reads that overlap any
+// other read into value reads and returns them sorted.
+func mergeReads(sets []*readSet) ([]InputRead, bool) {
+	value, presence := map[string][]string{}, map[string][]string{}
+	for _, rs := range sets {
+		if rs.any {
+			return nil, false
+		}
+		maps.Copy(value, rs.value)
+		maps.Copy(presence, rs.presence)
+	}
 	var out []InputRead
-	for _, p := range a.value {
+	for _, p := range value {
 		out = append(out, InputRead{Path: p})
 	}
-	for k, p := range a.presence {
+	for k, p := range presence {
 		only := true
-		for _, q := range a.value {
+		for _, q := range value {
 			if overlaps(p, q) {
 				only = false
 			}
 		}
-		for k2, q := range a.presence {
+		for k2, q := range presence {
 			if k2 != k && overlaps(p, q) {
 				only = false
 			}
 		}
-		if _, dup := a.value[k]; dup {
+		if _, dup := value[k]; dup {
 			continue // already a value read
 		}
 		out = append(out, InputRead{Path: p, PresenceOnly: only})

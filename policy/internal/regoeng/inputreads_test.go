@@ -139,3 +139,39 @@ func TestEngine_InputReads_Shipped(t *testing.T) {
 		t.Errorf("reads = %q, want %q", got, want)
 	}
 }
+
+func TestEngine_DecisionReads(t *testing.T) {
+	t.Parallel()
+	const pkg = "package sluice.resolve\n"
+	cases := []struct {
+		name string
+		srcs []string
+		want string // "NONE": not ok
+	}{
+		{"reasons only on deny: their reads left out", []string{pkg + "allow if input.reference.registry == \"a\"\nreasons contains input.reference.tag if not allow"}, "reference.registry"},
+		{"through helper rules", []string{pkg + "import data.lib\nallow if not lib.bad\nreasons contains lib.msg if not allow", "package lib\nbad if input.action == \"x\"\nmsg := input.peer.id"}, "action"},
+		{"deny messages decide", []string{pkg + "allow := true\ndeny contains input.peer.id if input.action == \"x\""}, "action peer.id"},
+		{"reasons that hold on allow", []string{pkg + "allow if input.action == \"x\"\nreasons contains input.peer.id"}, "NONE"},
+		{"whole input in allow", []string{pkg + "allow if count(input) > 1"}, "NONE"},
+		{"whole input in reasons only", []string{pkg + "allow if input.action == \"x\"\nreasons contains json.marshal(input) if not allow"}, "action"},
+		{"dynamic ref reaches every rule", []string{pkg + "import data.lib\nallow if count([k | lib[k]]) == 0", "package lib\na if input.peer.id == \"p\"\nb if input.size > 1"}, "peer.id size"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEngine(t, tc.srcs...)
+			reads, ok := e.DecisionReads()
+			got := "NONE"
+			if ok {
+				var parts []string
+				for _, r := range reads {
+					parts = append(parts, strings.Join(r.Path, "."))
+				}
+				got = strings.Join(parts, " ")
+			}
+			if got != tc.want {
+				t.Errorf("decision reads = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

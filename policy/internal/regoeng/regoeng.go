@@ -40,7 +40,10 @@ type Engine struct {
 	metrics metrics.Metrics // a no-op: OPA would allocate one per evaluation
 	reads   []InputRead     // see InputReads
 	readsOK bool
-	nondet  []string // see Nondeterministic
+
+	decisionReads   []InputRead // see DecisionReads
+	decisionReadsOK bool
+	nondet          []string // see Nondeterministic
 }
 
 // query holds the prepared queries of one action.
@@ -106,6 +109,7 @@ func New(ctx context.Context, modules map[string]*ast.Module, data map[string]an
 	store := inmem.NewFromObject(data)
 	e := &Engine{queries: make(map[string]*query, len(actions)), metrics: metrics.NoOp()}
 	e.reads, e.readsOK = reads.reads()
+	e.decisionReads, e.decisionReadsOK = decisionReads(&reads, compiler, actions)
 	e.nondet = nondeterministic(compiler)
 	for _, action := range actions {
 		q := &query{allow: -1, deny: -1, reasons: -1}

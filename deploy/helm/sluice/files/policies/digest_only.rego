@@ -7,8 +7,12 @@ import rego.v1
 
 import data.sluice.lib
 
-violation contains msg if {
+restriction contains "digest_only" if {
 	lib.digest_only
 	lib.tag_reference
+}
+
+message contains msg if {
+	"digest_only" in restriction
 	msg := sprintf("digest_only: tag reference %s is not shared, only digests are", [lib.ref_string])
 }

@@ -1,8 +1,9 @@
 # METADATA
 # description: |
 #   Helpers shared by the shipped sluice policies: settings with their
-#   defaults, registry name folding, reference classification, and the set
-#   of violations every action package turns into its allow decision.
+#   defaults, registry name folding, reference classification, whether a
+#   restriction applies (what every action package's allow reads) and the
+#   messages that explain a refusal (read only when it does not allow).
 package sluice.lib
 
 import rego.v1
@@ -56,8 +57,23 @@ digest_suffix := concat("", ["@", input.reference.digest]) if has_digest
 
 else := ""
 
-# violations are the restrictions of the shipped policies and of drop-ins,
-# the `violation` set of package sluice.policies (one package, many files:
-# mirrors.rego, latest.rego, digest_only.rego, …). An action package's
-# allow rule widens past them, a deny rule tightens beyond them.
-violations := data.sluice.policies.violation
+# violated holds when a restriction of package sluice.policies applies (one
+# package, many files: mirrors.rego, latest.rego, digest_only.rego, …): a
+# shipped one, named in its `restriction` set, or a drop-in's `violation`.
+# An action package's allow rule widens past them, a deny rule tightens
+# beyond them.
+#
+# It reads the names of the shipped restrictions, never their messages:
+# a message names the reference (ref_string reads the tag and digest), and
+# the decision cache keys a decision by what its allow reads, so a message
+# read here would key every blob of an image apart.
+violated if some _ in data.sluice.policies.restriction
+
+violated if some _ in data.sluice.policies.violation
+
+# violations are the messages of a refusal: the `message` set of the
+# shipped restrictions and the drop-ins' `violation` set. The action
+# packages read them only when they do not allow.
+violations contains msg if some msg in data.sluice.policies.message
+
+violations contains msg if some msg in data.sluice.policies.violation

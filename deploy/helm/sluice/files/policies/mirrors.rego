@@ -52,14 +52,16 @@ shared_registry(r) if {
 	lib.canonical(m) == registry
 }
 
-violation contains msg if {
-	not mirrors_shared
+restriction contains "mirrors" if not mirrors_shared
+
+message contains msg if {
+	"mirrors" in restriction
 	not by_source
 	msg := sprintf("registry %q is not in mirrors", [object.get(input, ["reference", "registry"], "")])
 }
 
-violation contains msg if {
-	not mirrors_shared
+message contains msg if {
+	"mirrors" in restriction
 	by_source
 	msg := sprintf("content known under registries not in mirrors: %s", [concat(", ", unshared_sources)])
 }
