@@ -212,12 +212,12 @@ func checkDaemonSet(t *testing.T, tc chartCase, o *objects, runFlags, configureF
 		}
 	}
 
-	// GOMEMLIMIT follows the memory limit.
+	// The soft memory limit follows the memory limit (sluice takes 90%).
 	if _, ok := run.Resources.Limits[corev1.ResourceMemory]; !ok {
 		t.Error("no memory limit")
 	}
 	if !hasMemLimitEnv(run) {
-		t.Errorf("env %v: want GOMEMLIMIT from resourceFieldRef limits.memory of container %s", run.Env, run.Name)
+		t.Errorf("env %v: want SLUICE_MEMORY_LIMIT from resourceFieldRef limits.memory of container %s", run.Env, run.Name)
 	}
 
 	// Shutdown: the preStop pause and sluice's drain fit in the grace
@@ -398,7 +398,7 @@ func servesPort(svc *corev1.Service, port string) bool {
 
 func hasMemLimitEnv(c corev1.Container) bool {
 	for _, e := range c.Env {
-		if e.Name != "GOMEMLIMIT" || e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil {
+		if e.Name != "SLUICE_MEMORY_LIMIT" || e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil {
 			continue
 		}
 		r := e.ValueFrom.ResourceFieldRef

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -42,12 +43,10 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 		// for a smaller heap (see RATIONALE.md). GOGC overrides it.
 		debug.SetGCPercent(50)
 	}
-	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
-		// A soft limit: the GC works harder as the Go heap nears it
-		// (never more than the runtime's own CPU cap), so the resident
-		// set stays within the 64 MiB target with 10k advertised keys
-		// (see RATIONALE.md). GOMEMLIMIT, as in the chart, overrides it.
-		debug.SetMemoryLimit(24 << 20)
+	if limit, err := softMemoryLimit(os.LookupEnv); err != nil {
+		return err
+	} else if limit > 0 {
+		debug.SetMemoryLimit(limit)
 	}
 	return runNode(ctx, cfg, log)
 }
@@ -79,11 +78,20 @@ func runNode(stop context.Context, cfg *runConfig, log *slog.Logger) error {
 	if cfg.PolicyVerificationKey != "" {
 		popts = append(popts, policy.WithVerificationKeyFile(cfg.PolicyVerificationKey))
 	}
-	pol, err := policy.Load(ctx, cfg.Policy, popts...)
+	opa, opaOpts, err := openPolicyConfig(ctx, cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	pol, err := policy.Load(ctx, cfg.Policy, append(popts, opaOpts...)...)
 	if err != nil {
 		return fmt.Errorf("load policy: %w", err)
 	}
 	defer pol.Close()
+	stopOPA, err := startPolicyConfig(ctx, opa, pol)
+	if err != nil {
+		return err
+	}
+	defer stopOPA()
 	go func() {
 		if err := pol.Watch(ctx); err != nil && ctx.Err() == nil {
 			log.Error("policy watch stopped", "err", err)
@@ -292,4 +300,27 @@ func watchRegistries(ctx context.Context, path string, pol *policy.Set, log *slo
 func isAlone(r any) bool {
 	a, ok := r.(interface{ Alone() bool })
 	return ok && a.Alone()
+}
+
+// softMemoryLimit is the Go runtime's soft memory limit for a node: none
+// of ours when GOMEMLIMIT is set (the runtime reads it); 90% of
+// SLUICE_MEMORY_LIMIT (bytes: the chart passes the container's memory
+// limit) so memory outside the Go heap (wazero's compiled code, stacks)
+// stays under the hard limit; else 24 MiB. A soft limit makes the GC work
+// harder as the heap nears it (never more than the runtime's own CPU cap),
+// so the resident set stays within the 64 MiB target with 10k advertised
+// keys (see RATIONALE.md).
+func softMemoryLimit(env func(string) (string, bool)) (int64, error) {
+	if _, set := env("GOMEMLIMIT"); set {
+		return 0, nil
+	}
+	v, set := env("SLUICE_MEMORY_LIMIT")
+	if !set || v == "" {
+		return 24 << 20, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 32<<20 {
+		return 0, fmt.Errorf("SLUICE_MEMORY_LIMIT=%q: want the container's memory limit in bytes, at least 32 MiB", v)
+	}
+	return n / 10 * 9, nil
 }

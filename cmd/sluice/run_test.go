@@ -160,3 +160,32 @@ func TestHostIP(t *testing.T) {
 		}
 	}
 }
+
+func TestSoftMemoryLimit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    int64
+		wantErr bool
+	}{
+		{"default", nil, 24 << 20, false},
+		{"GOMEMLIMIT wins", map[string]string{"GOMEMLIMIT": "100MiB", "SLUICE_MEMORY_LIMIT": "134217728"}, 0, false},
+		{"90% of the container limit", map[string]string{"SLUICE_MEMORY_LIMIT": "134217728"}, 134217728 / 10 * 9, false},
+		{"empty is the default", map[string]string{"SLUICE_MEMORY_LIMIT": ""}, 24 << 20, false},
+		{"not bytes", map[string]string{"SLUICE_MEMORY_LIMIT": "128Mi"}, 0, true},
+		{"too small", map[string]string{"SLUICE_MEMORY_LIMIT": "1048576"}, 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := softMemoryLimit(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Fatalf("softMemoryLimit = %d, %v; want %d, error %v", got, err, tc.want, tc.wantErr)
+			}
+			if err != nil && !strings.Contains(err.Error(), "SLUICE_MEMORY_LIMIT") {
+				t.Errorf("error %q does not name the variable", err)
+			}
+		})
+	}
+}
