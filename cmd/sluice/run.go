@@ -27,6 +27,7 @@ type runConfig struct {
 	Policy                             listFlag
 	PolicyVerificationKey              string
 	PolicyFailOpen                     bool
+	PolicyConfig                       string
 	ResolveTimeout                     time.Duration
 	DefaultRegistry                    string
 	PSKFile, TLSCert, TLSKey, ClientCA string
@@ -67,6 +68,7 @@ func runFlags(cfg *runConfig) *flag.FlagSet {
 	fs.Var(&cfg.Policy, "policy", "policy path: directory, OPA bundle .tar.gz, .rego, data .json/.yaml or .wasm (repeatable; default: the shipped k3s policy)")
 	fs.StringVar(&cfg.PolicyVerificationKey, "policy-verification-key", "", "public key (PEM) that OPA bundles must be signed with")
 	fs.BoolVar(&cfg.PolicyFailOpen, "policy-fail-open", false, "treat a policy engine error as allow instead of deny")
+	fs.StringVar(&cfg.PolicyConfig, "policy-config", "", "OPA configuration file: bundles from a bundle service or OCI registry (ANDed with --policy), decision_logs, status")
 	fs.DurationVar(&cfg.ResolveTimeout, "resolve-timeout", 20*time.Millisecond, "how long to look for peers before answering 404")
 	fs.StringVar(&cfg.DefaultRegistry, "default-registry", "docker.io", "registry of requests without ?ns=")
 	fs.StringVar(&cfg.PSKFile, "psk-file", "", "pre-shared key file (32 bytes, hex or raw) for the libp2p private network")
