@@ -89,8 +89,9 @@ var paramsModule = []byte{
 	0x01, 0x0E, 0x01, 0x60, 0x80, 0xBC, 0xC1, 0x96, 0x0B, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F,
 }
 
-// fuzzLimits are the engine's defaults.
-var fuzzLimits = Limits{MemoryBytes: 512 * PageBytes}
+// fuzzLimits are the engine's defaults (OPA modules' memory import
+// defined in the module, as the engine asks).
+var fuzzLimits = Limits{MemoryBytes: 512 * PageBytes, DefineImportedMemory: true}
 
 // FuzzModule is the differential check of the pre-parse and the rewrite:
 // untrusted bytes never panic them; wazero only ever sees what the
@@ -101,6 +102,7 @@ func FuzzModule(f *testing.F) {
 	f.Add(spinModule)
 	f.Add(paramsModule)
 	f.Add(bulkModule)
+	f.Add(importMemModule)
 	ctx := context.Background()
 	// The production configuration, with DWARF off for the original bytes
 	// (the instrumented ones carry no .debug_* sections).
