@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,18 +109,20 @@ func BenchmarkCtrPull(b *testing.B) {
 			if err := up.Push(ctx, fmt.Sprintf("bench/img-%dmb-%dl", mb, layers), "1.0", img); err != nil {
 				b.Fatal(err)
 			}
-			keys := len(img.Blobs) + 1
+			repo := fmt.Sprintf("bench/img-%dmb-%dl", mb, layers)
+			paths := []string{"/v2/" + repo + "/manifests/1.0?ns=" + up.Host}
+			for _, d := range img.Digests() {
+				kind := "blobs"
+				if mt := img.Types[d]; strings.Contains(mt, "manifest") || strings.Contains(mt, "index") {
+					kind = "manifests"
+				}
+				paths = append(paths, "/v2/"+repo+"/"+kind+"/"+d.String()+"?ns="+up.Host)
+			}
 			img = nil //nolint:ineffassign,wastedassign // let the GC have the layers
-			before, _ := nodes[0].Status(ctx)
 			if _, err := daemons[0].Ctr(ctx, "images", "pull", "--hosts-dir", node1Hosts, "--local", "--snapshotter", "native", ref); err != nil {
 				b.Fatal(err)
 			}
-			if !cluster.WaitFor(ctx, 60*time.Second, func() bool {
-				st, err := nodes[0].Status(ctx)
-				return err == nil && st.AdvertisedKeys >= before.AdvertisedKeys+keys
-			}) {
-				b.Fatalf("node 1 did not advertise %s", ref)
-			}
+			waitPeerServes(ctx, b, nodes[1].RegistryURL(), paths)
 			pull := func(hosts string, peer bool) float64 {
 				b.Helper()
 				blobsBefore := up.Counter.Kind(upstreamtest.KindBlob).Requests
@@ -186,5 +189,35 @@ func removeImage(ctx context.Context, tb testing.TB, d *ctrtest.Daemon, ref stri
 		if strings.HasPrefix(l, "sha256:") {
 			tb.Fatalf("content left after removing %s:\n%s", ref, out)
 		}
+	}
+}
+
+// waitPeerServes polls HEAD of every path on node 2's sluice until each
+// answers 200: node 1 advertised the image and node 2 finds it.
+func waitPeerServes(ctx context.Context, tb testing.TB, base string, paths []string) {
+	tb.Helper()
+	var last string
+	ok := cluster.WaitFor(ctx, 60*time.Second, func() bool {
+		for _, p := range paths {
+			req, err := http.NewRequestWithContext(ctx, http.MethodHead, base+p, nil)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				last = err.Error()
+				return false
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				last = p + ": " + resp.Status
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		tb.Fatalf("node 2 does not find the image on node 1: %s", last)
 	}
 }
