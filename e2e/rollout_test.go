@@ -30,6 +30,10 @@ type rollout struct {
 	// blobBytes and manifestGets are what the upstream served.
 	blobBytes    int64
 	manifestGets map[digest.Digest]int
+	// coalescedBytes and coalescedFetches are what the nodes' metrics say
+	// they fetched for peers (sluice_coalesce_*), summed over live nodes.
+	coalescedBytes   float64
+	coalescedFetches float64
 }
 
 // rolloutImage pushes a one-platform image with layers of sizes to up.
@@ -111,6 +115,13 @@ func runRollout(t *testing.T, up *upstreamtest.Registry, img *testimage.Image, a
 		}
 		r.manifestGets[d]++
 	}
+	for i, n := range r.env.nodes {
+		if n.Exited() {
+			continue
+		}
+		r.coalescedBytes += r.env.metric(i, "sluice_coalesce_upstream_bytes_total")
+		r.coalescedFetches += r.env.metric(i, "sluice_coalesce_fetches_total", `result="ok"`)
+	}
 	return r
 }
 
@@ -126,12 +137,27 @@ func (r *rollout) checkCoalesced(t *testing.T) {
 			t.Errorf("manifest %s: %d upstream GETs (want ≤ 2)", d, n)
 		}
 	}
+	// The nodes' metrics account for what the upstream served: the blobs
+	// came through coalesced fetches, at least one per blob.
+	if r.coalescedBytes < float64(size)*9/10 || r.coalescedFetches < float64(len(r.img.Blobs)) {
+		t.Errorf("sluice_coalesce_upstream_bytes_total %.0f, fetches_total{ok} %.0f; want ≥ 0.9×%d bytes and ≥ %d fetches",
+			r.coalescedBytes, r.coalescedFetches, size, len(r.img.Blobs))
+	}
 }
 
 func (r *rollout) log(t *testing.T, name string) {
-	t.Logf("%s: five-node rollout of a %.1f MiB image: %v wall, upstream blob bytes %.1f MiB (%.2f× the image), manifest GETs %v",
+	t.Logf("%s: five-node rollout of a %.1f MiB image: %v wall, upstream blob bytes %.1f MiB (%.2f× the image), manifest GETs %v, coalesced by the nodes %.1f MiB in %.0f fetches",
 		name, float64(imageBytes(r.img))/(1<<20), r.wall.Round(10*time.Millisecond), float64(r.blobBytes)/(1<<20),
-		float64(r.blobBytes)/float64(imageBytes(r.img)), r.manifestGets)
+		float64(r.blobBytes)/float64(imageBytes(r.img)), r.manifestGets, r.coalescedBytes/(1<<20), r.coalescedFetches)
+}
+
+// manifestTotal is the number of upstream manifest GETs of the rollout.
+func (r *rollout) manifestTotal() int {
+	n := 0
+	for _, c := range r.manifestGets {
+		n += c
+	}
+	return n
 }
 
 // TestRollout_FiveNodes: five containerds pull a three-layer image of
@@ -149,12 +175,64 @@ func TestRollout_FiveNodes(t *testing.T) {
 		on.checkCoalesced(t)
 	})
 	t.Run("direct", func(t *testing.T) {
-		off = runRollout(t, up, img, nil, nil, nil)
+		off = runRollout(t, up, img, []string{"--coalesce=false"}, nil, nil)
 		off.log(t, "direct")
+		if off.coalescedFetches != 0 || off.coalescedBytes != 0 {
+			t.Errorf("--coalesce=false: the nodes fetched %.0f bytes in %.0f fetches for peers", off.coalescedBytes, off.coalescedFetches)
+		}
 	})
 	if on != nil && off != nil {
-		t.Logf("rollout bench: coalesced %v / %.1f MiB upstream; direct %v / %.1f MiB upstream",
-			on.wall.Round(10*time.Millisecond), float64(on.blobBytes)/(1<<20), off.wall.Round(10*time.Millisecond), float64(off.blobBytes)/(1<<20))
+		size := float64(imageBytes(img))
+		t.Logf("rollout bench (five nodes, %.1f MiB image, same run):\n"+
+			"  | rollout | wall time | upstream blob bytes | manifest GETs |\n"+
+			"  | coalesced (default) | %v | %.1f MiB (%.2f×) | %d |\n"+
+			"  | --coalesce=false | %v | %.1f MiB (%.2f×) | %d |",
+			size/(1<<20),
+			on.wall.Round(10*time.Millisecond), float64(on.blobBytes)/(1<<20), float64(on.blobBytes)/size, on.manifestTotal(),
+			off.wall.Round(10*time.Millisecond), float64(off.blobBytes)/(1<<20), float64(off.blobBytes)/size, off.manifestTotal())
+	}
+}
+
+// TestRollout_UnknownIs404Fast: with coalescing on by default (no flag),
+// content no peer holds and the upstream lacks, or an upstream that
+// refuses connections, is still a 404 quickly: the responsible node asks
+// the upstream once and answers 404, so containerd moves on.
+func TestRollout_UnknownIs404Fast(t *testing.T) {
+	up := upstreamtest.Start(t, upstreamtest.Options{})
+	e := newEnv(t, 3)
+	closed := closedAddr(t)
+	missing := digest.FromString("no such blob")
+	for _, tt := range []struct {
+		name, ns, path string
+		asked          bool // the upstream sees the request (coalescing is on)
+	}{
+		{"tag the upstream lacks", up.Host, "/v2/e2e/none/manifests/1.0", true},
+		{"blob the upstream lacks", up.Host, "/v2/e2e/none/blobs/" + missing.String(), true},
+		{"upstream refuses connections", closed, "/v2/e2e/none/manifests/1.0", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for i := range e.nodes {
+				up.Counter.Reset()
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, e.nodes[i].RegistryURL()+tt.path+"?ns="+tt.ns, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				resp, err := http.DefaultClient.Do(req)
+				took := time.Since(start)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusNotFound || took > 2*time.Second {
+					t.Errorf("node%d: %d after %v; want 404 within 2 s", i+1, resp.StatusCode, took)
+				}
+				if tt.asked && up.Counter.Total().Requests == 0 {
+					t.Errorf("node%d: the upstream was not asked: coalescing is not on by default", i+1)
+				}
+				t.Logf("node%d: 404 in %v", i+1, took.Round(time.Millisecond))
+			}
+		})
 	}
 }
 

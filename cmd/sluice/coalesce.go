@@ -28,7 +28,7 @@ type coalesceFlags struct {
 
 func (c *coalesceFlags) register(fs *flag.FlagSet) {
 	c.SpoolSize = 10 << 30
-	fs.BoolVar(&c.On, "coalesce", false, "rollouts: content no peer holds is asked of the node responsible for its key, which fetches it from the upstream once for all (fetch policy); --coalesce=false answers 404 at once as without it")
+	fs.BoolVar(&c.On, "coalesce", true, "rollouts: content no peer holds is asked of the node responsible for its key, which fetches it from the upstream once for all (fetch policy); --coalesce=false answers 404 at once as without it")
 	fs.Var(&c.SpoolSize, "coalesce-spool-size", "rollouts: cap of the spool of blobs fetched for peers, under --data-dir (e.g. 10GiB)")
 	fs.DurationVar(&c.TTL, "coalesce-ttl", 10*time.Minute, "rollouts: how long a blob fetched for peers is kept after it completed")
 }

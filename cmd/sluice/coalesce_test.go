@@ -65,9 +65,13 @@ func TestParseRunConfig_Coalesce(t *testing.T) {
 	if !cfg.Coalesce.On || cfg.Coalesce.SpoolSize != 2<<30 || cfg.Coalesce.TTL != 3*time.Minute {
 		t.Errorf("coalesce flags = %+v", cfg.Coalesce)
 	}
-	off, err := parseRunConfig(nil, io.Discard)
-	if err != nil || off.Coalesce.On || off.Coalesce.SpoolSize != 10<<30 || off.Coalesce.TTL != 10*time.Minute {
-		t.Errorf("defaults = %+v, %v", off.Coalesce, err)
+	def, err := parseRunConfig(nil, io.Discard)
+	if err != nil || !def.Coalesce.On || def.Coalesce.SpoolSize != 10<<30 || def.Coalesce.TTL != 10*time.Minute {
+		t.Errorf("defaults = %+v, %v (want coalescing on)", def.Coalesce, err)
+	}
+	off, err := parseRunConfig([]string{"--coalesce=false"}, io.Discard)
+	if err != nil || off.Coalesce.On {
+		t.Errorf("--coalesce=false = %+v, %v", off.Coalesce, err)
 	}
 	if _, err := parseRunConfig([]string{"--coalesce-ttl", "0s"}, io.Discard); err == nil || !strings.Contains(err.Error(), "--coalesce-ttl") {
 		t.Errorf("a zero TTL: %v", err)
