@@ -264,6 +264,9 @@ func TestRollout_FetchDenied(t *testing.T) {
 	if size := imageBytes(r.img); r.blobBytes < size*45/10 {
 		t.Errorf("upstream served %d blob bytes for five pulls of %d with fetch denied: coalesced anyway", r.blobBytes, size)
 	}
+	if r.coalescedFetches != 0 || r.coalescedBytes != 0 {
+		t.Errorf("fetch denied, yet the nodes fetched %.0f bytes in %.0f fetches for peers", r.coalescedBytes, r.coalescedFetches)
+	}
 }
 
 // TestRollout_ResponsibleKilled: the node responsible for the largest
