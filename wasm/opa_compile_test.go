@@ -19,7 +19,9 @@ import (
 )
 
 // The shipped policies compiled to Wasm by the pinned OPA
-// (opa build -t wasm), once per set of entrypoints.
+// (opa build -t wasm), once per set of entrypoints. opaMu also keeps
+// OPA compilations (ours, policy.Load's) from running at once: OPA's
+// compilers write to shared, interned terms.
 var (
 	opaMu     sync.Mutex
 	opaBuilds = map[string][]byte{}
@@ -119,6 +121,8 @@ func compileOPA(t testing.TB, modules map[string]string, entrypoints []string, c
 // bundle (.tar.gz) it writes, with policy.wasm, data.json and the sources.
 func buildOPABundle(t testing.TB, modules map[string]string, data map[string]any, entrypoints []string) []byte {
 	t.Helper()
+	opaMu.Lock() // see setsByData
+	defer opaMu.Unlock()
 	b := &bundle.Bundle{Data: data}
 	for name, src := range modules {
 		m, err := ast.ParseModuleWithOpts(name, src, ast.ParserOptions{RegoVersion: ast.RegoV1})

@@ -92,7 +92,11 @@ func setsByData(top *testing.T, paths []string, opts ...policy.Option) func(t *t
 		if s, ok := sets[string(key)]; ok {
 			return s
 		}
+		// OPA's compilers write to shared (interned) terms: a Rego set
+		// is not compiled while compileOPA runs (see regoeng.buildMu).
+		opaMu.Lock()
 		s, err := policy.Load(top.Context(), paths, append(opts, policy.WithData(data), policy.WithCacheSize(0))...)
+		opaMu.Unlock()
 		if err != nil {
 			t.Fatal(err)
 		}
