@@ -68,7 +68,7 @@ func TestMirror_MultiPeerPaced(t *testing.T) {
 
 func TestMirror_MultiPeerProviderKilled(t *testing.T) {
 	t.Parallel()
-	// Three paced providers; 300 ms in, provider 1 dies: its connections
+	// Three paced providers; once it sent 1 MiB, provider 1 dies: its connections
 	// drop and it answers nothing more (its records stay on the router,
 	// as a dead node's do). The pull completes with the right digest.
 	const rate, size = 8 * mib, 16 * mib
@@ -87,11 +87,13 @@ func TestMirror_MultiPeerProviderKilled(t *testing.T) {
 		}
 		good.ServeHTTP(w, r)
 	})
-	kill := time.AfterFunc(300*time.Millisecond, func() {
+	go func() { // dies once it sent 1 MiB
+		for servedToPeers(victim) < mib && t.Context().Err() == nil {
+			time.Sleep(2 * time.Millisecond)
+		}
 		dead.Store(true)
 		victim.srv.CloseClientConnections()
-	})
-	defer kill.Stop()
+	}()
 	resp, body, err := get(t, c.blobURL(3, l.Digest))
 	if err != nil || resp.StatusCode != 200 || digest.FromBytes(body) != l.Digest {
 		t.Fatalf("get: %v %v", err, resp)
@@ -108,10 +110,12 @@ func TestMirror_MultiPeerProviderKilled(t *testing.T) {
 }
 
 // lie makes node nd answer every GET of blob d (whole or ranged) with the
-// bytes of blob, one of them flipped, unpaced.
+// bytes of blob, one byte in every 64 KiB flipped, unpaced.
 func lie(t *testing.T, nd *node, d digest.Digest, blob []byte) *atomic.Int32 {
 	bad := bytes.Clone(blob)
-	bad[len(bad)/2+12345] ^= 0xff
+	for i := 12345; i < len(bad); i += 64 << 10 { // whatever part it serves is wrong
+		bad[i] ^= 0xff
+	}
 	return behave(nd, d, func(_ int32, w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodGet {
 			return false
@@ -137,7 +141,7 @@ func lie(t *testing.T, nd *node, d digest.Digest, blob []byte) *atomic.Int32 {
 
 func TestMirror_MultiPeerWrongBytes(t *testing.T) {
 	t.Parallel()
-	// Provider 1 serves a flipped byte in the middle of the blob, fast;
+	// Provider 1 serves wrong bytes, fast;
 	// the others are paced. The client never gets a complete body; the
 	// liar, and only it, is quarantined once a verified copy proves it;
 	// a retry completes with the right digest.
@@ -228,4 +232,57 @@ func TestMirror_PeerFetchParallel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// crawler slows a response to about 512 KiB/s.
+type crawler struct{ http.ResponseWriter }
+
+func (c crawler) Write(b []byte) (int, error) {
+	var n int
+	for len(b) > 0 {
+		k := min(len(b), 64<<10)
+		time.Sleep(125 * time.Millisecond)
+		m, err := c.ResponseWriter.Write(b[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		b = b[k:]
+	}
+	return n, nil
+}
+
+func (c crawler) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+func TestMirror_MultiPeerSlowProviderRebalanced(t *testing.T) {
+	t.Parallel()
+	// Providers at 8 MiB/s, one of them crawling at 0.5 MiB/s: a 4 MiB
+	// chunk left to it alone would take 8 s. The others take its work
+	// (half of what it has left, each time they run dry).
+	const rate, size = 8 * mib, 16 * mib
+	c := newClusterWith(t, 4, clusterCfg{reg: []registry.Option{registry.WithPeerRateLimit(rate)}})
+	img := buildImage(t, size)
+	l := img.Largest()
+	for i := range 3 {
+		c.hold(t, i, img)
+	}
+	reg := c.nodes[1].handler
+	hits := behave(c.nodes[1], l.Digest, func(_ int32, w http.ResponseWriter, r *http.Request) bool {
+		reg.ServeHTTP(crawler{w}, r)
+		return true
+	})
+	start := time.Now()
+	resp, body, err := get(t, c.blobURL(3, l.Digest))
+	el := time.Since(start)
+	if err != nil || resp.StatusCode != 200 || digest.FromBytes(body) != l.Digest {
+		t.Fatalf("get: %v %v", err, resp)
+	}
+	if hits.Load() == 0 {
+		t.Fatal("the slow provider was never asked; the test tested nothing")
+	}
+	// Left alone, its first 4 MiB chunk would take 8 s.
+	if el > 6*time.Second {
+		t.Fatalf("pull took %s behind a slow provider; its work was not rebalanced", el)
+	}
+	t.Logf("16 MiB from 2 providers at 8 MiB/s and one at 0.5 MiB/s: %s", el.Round(time.Millisecond))
 }
