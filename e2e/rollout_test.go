@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -63,6 +64,11 @@ func imageBytes(img *testimage.Image) int64 {
 // during runs, and checks every node ends with the right image.
 func runRollout(t *testing.T, up *upstreamtest.Registry, img *testimage.Image, args []string, ctrArgs []string, during func(r *rollout)) *rollout {
 	t.Helper()
+	if !slices.Contains(args, "--registries") {
+		// A node fetches for peers only from registries that
+		// registries.yaml names (never for a "*" match or a bare node).
+		args = append(slices.Clone(args), "--registries", namedRegistries(t, up.Host))
+	}
 	all := make([][]string, 5)
 	for i := range all {
 		all[i] = args
@@ -193,14 +199,28 @@ func TestRollout_FiveNodes(t *testing.T) {
 	}
 }
 
+// namedRegistries writes a registries.yaml that lists hosts under mirrors
+// by name, and returns its path.
+func namedRegistries(t *testing.T, hosts ...string) string {
+	t.Helper()
+	y := "mirrors:\n"
+	for _, h := range hosts {
+		y += fmt.Sprintf("  %q:\n", h)
+	}
+	p := filepath.Join(t.TempDir(), "registries.yaml")
+	writeFile(t, p, y)
+	return p
+}
+
 // TestRollout_UnknownIs404Fast: with coalescing on by default (no flag),
 // content no peer holds and the upstream lacks, or an upstream that
 // refuses connections, is still a 404 quickly: the responsible node asks
 // the upstream once and answers 404, so containerd moves on.
 func TestRollout_UnknownIs404Fast(t *testing.T) {
 	up := upstreamtest.Start(t, upstreamtest.Options{})
-	e := newEnv(t, 3)
 	closed := closedAddr(t)
+	named := []string{"--registries", namedRegistries(t, up.Host, closed)}
+	e := newEnv(t, 3, named, named, named)
 	missing := digest.FromString("no such blob")
 	for _, tt := range []struct {
 		name, ns, path string

@@ -24,6 +24,7 @@ type coalesceFlags struct {
 	On        bool
 	SpoolSize sizeFlag
 	TTL       time.Duration
+	Wildcard  bool
 }
 
 func (c *coalesceFlags) register(fs *flag.FlagSet) {
@@ -31,6 +32,7 @@ func (c *coalesceFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.On, "coalesce", true, "rollouts: content no peer holds is asked of the node responsible for its key, which fetches it from the upstream once for all (fetch policy); --coalesce=false answers 404 at once as without it")
 	fs.Var(&c.SpoolSize, "coalesce-spool-size", "rollouts: cap of the spool of blobs fetched for peers, under --data-dir (e.g. 10GiB)")
 	fs.DurationVar(&c.TTL, "coalesce-ttl", 10*time.Minute, "rollouts: how long a blob fetched for peers is kept after it completed")
+	fs.BoolVar(&c.Wildcard, "coalesce-wildcard", false, "rollouts: also fetch for peers from registries that --registries does not list by name under mirrors (a \"*\" match, or no --registries); the registry is named by the requester, so this lets any peer make the node ask any public host (loopback and link-local hosts stay refused)")
 }
 
 func (c *coalesceFlags) validate() error {
@@ -59,6 +61,7 @@ func newCoalescer(ctx context.Context, cfg *runConfig, router *routing.P2P, pol 
 	}
 	c, err := coalesce.New(upstream.New(regs, upstream.WithLogger(log)), coalesce.Config{
 		Dir: filepath.Join(cfg.DataDir, "coalesce-spool"), MaxBytes: int64(cfg.Coalesce.SpoolSize), TTL: cfg.Coalesce.TTL,
+		Wildcard: cfg.Coalesce.Wildcard,
 	}, coalesce.WithPolicy(pol), coalesce.WithAnnouncer(router), coalesce.WithLogger(log), coalesce.WithMetrics(mt))
 	if err != nil {
 		return nil, routing.Peer{}, err

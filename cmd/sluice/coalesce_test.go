@@ -58,15 +58,15 @@ func TestSizeFlag_Set(t *testing.T) {
 
 func TestParseRunConfig_Coalesce(t *testing.T) {
 	t.Parallel()
-	cfg, err := parseRunConfig([]string{"--coalesce", "--coalesce-spool-size", "2GiB", "--coalesce-ttl", "3m"}, io.Discard)
+	cfg, err := parseRunConfig([]string{"--coalesce", "--coalesce-spool-size", "2GiB", "--coalesce-ttl", "3m", "--coalesce-wildcard"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.Coalesce.On || cfg.Coalesce.SpoolSize != 2<<30 || cfg.Coalesce.TTL != 3*time.Minute {
+	if !cfg.Coalesce.On || cfg.Coalesce.SpoolSize != 2<<30 || cfg.Coalesce.TTL != 3*time.Minute || !cfg.Coalesce.Wildcard {
 		t.Errorf("coalesce flags = %+v", cfg.Coalesce)
 	}
 	def, err := parseRunConfig(nil, io.Discard)
-	if err != nil || !def.Coalesce.On || def.Coalesce.SpoolSize != 10<<30 || def.Coalesce.TTL != 10*time.Minute {
+	if err != nil || !def.Coalesce.On || def.Coalesce.SpoolSize != 10<<30 || def.Coalesce.TTL != 10*time.Minute || def.Coalesce.Wildcard {
 		t.Errorf("defaults = %+v, %v (want coalescing on)", def.Coalesce, err)
 	}
 	off, err := parseRunConfig([]string{"--coalesce=false"}, io.Discard)

@@ -69,6 +69,13 @@ type Config struct {
 	// FirstByte bounds how long a requester waits for the upstream to
 	// answer before it gets a 404 (default 4 s).
 	FirstByte time.Duration
+	// Wildcard lets the node fetch for peers from registries that
+	// registries.yaml does not list by name under `mirrors` (matched by
+	// "*", or no registries.yaml). Off by default: the registry is named
+	// by the requester, and the node would send requests to any host a
+	// peer names. The upstream client refuses loopback and link-local
+	// hosts not named in registries.yaml either way.
+	Wildcard bool
 }
 
 // Coalescer implements registry.Coalescer.
@@ -207,6 +214,11 @@ func (c *Coalescer) allowed(ctx context.Context, ref oci.Reference, kind string,
 	if err != nil {
 		c.log.Debug("coalesce: no upstream", "registry", ref.Registry, "err", err)
 		c.m.CoalesceFetches.WithLabelValues(kind, "failed").Inc()
+		return nil, false
+	}
+	if !up.Explicit && !c.cfg.Wildcard {
+		c.log.Debug("coalesce: registry not listed by name in registries.yaml mirrors; not fetched for peers", "registry", ref.Registry)
+		c.m.CoalesceFetches.WithLabelValues(kind, "denied").Inc()
 		return nil, false
 	}
 	if c.policy == nil {

@@ -118,7 +118,7 @@ func newNode(t *testing.T, cfg coalesce.Config, mirrors []string, data string, o
 	ann := &announcer{}
 	opts = append([]coalesce.Option{coalesce.WithPolicy(pol), coalesce.WithAnnouncer(ann),
 		coalesce.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))}, opts...)
-	c, err := coalesce.New(upstream.New(nil), cfg, opts...)
+	c, err := coalesce.New(upstream.New(named(t, up.Host)), cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

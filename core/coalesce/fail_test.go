@@ -69,7 +69,7 @@ func TestCoalescer_ServePeer_UpstreamFailsMidBlob(t *testing.T) {
 			}))
 			t.Cleanup(up.Close)
 			spool := filepath.Join(t.TempDir(), "spool")
-			c, err := coalesce.New(upstream.New(nil), coalesce.Config{Dir: spool, MaxBytes: 64 << 20, TTL: time.Minute})
+			c, err := coalesce.New(upstream.New(named(t, up.Listener.Addr().String())), coalesce.Config{Dir: spool, MaxBytes: 64 << 20, TTL: time.Minute})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -129,7 +129,7 @@ func TestCoalescer_ServePeer_SlowUpstreamIs404(t *testing.T) {
 		}
 	}))
 	t.Cleanup(up.Close)
-	c, err := coalesce.New(upstream.New(nil), coalesce.Config{Dir: filepath.Join(t.TempDir(), "spool"), MaxBytes: 1 << 20, TTL: time.Minute, FirstByte: 300 * time.Millisecond})
+	c, err := coalesce.New(upstream.New(named(t, up.Listener.Addr().String())), coalesce.Config{Dir: filepath.Join(t.TempDir(), "spool"), MaxBytes: 1 << 20, TTL: time.Minute, FirstByte: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

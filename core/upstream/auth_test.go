@@ -147,13 +147,13 @@ func TestClient_Auth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			yaml := ""
+			yaml := yamlf("mirrors:\n  %q:\n", tt.reg.Host)
 			if tt.auth != "" {
 				key := tt.key
 				if key == "" {
 					key = tt.reg.Host
 				}
-				yaml = yamlf("configs:\n  %q:\n    auth: %s\n", key, tt.auth)
+				yaml += yamlf("configs:\n  %q:\n    auth: %s\n", key, tt.auth)
 			}
 			c := upstream.New(parse(t, yaml))
 			u, err := c.Upstream(tt.reg.Host)

@@ -94,3 +94,11 @@ func checkErr(t *testing.T, err, want error) {
 func yamlf(format string, args ...any) string {
 	return strings.TrimLeft(fmt.Sprintf(format, args...), "\n")
 }
+
+// named is a registries.yaml that lists host under mirrors: the client
+// refuses loopback hosts registries.yaml does not name, and every test
+// upstream is on loopback.
+func named(t *testing.T, host string) *config.Registries {
+	t.Helper()
+	return parse(t, yamlf("mirrors:\n  %q:\n", host))
+}

@@ -42,6 +42,11 @@ type Upstream struct {
 	// Credentials is true when any endpoint the fetch may reach would be
 	// sent credentials from registries.yaml.
 	Credentials bool `json:"credentials"`
+	// Explicit is true when registries.yaml lists the registry under
+	// `mirrors` by name: not only matched by "*", and not a node without
+	// registries.yaml. The registry name comes from whoever sent the
+	// request (?ns=), so only an explicit one says the operator chose it.
+	Explicit bool `json:"explicit"`
 }
 
 // endpoints builds the ordered endpoint list of a registry. Parsing follows
@@ -202,7 +207,9 @@ func (c *Client) client(host, scheme string, t *config.TLSConfig) (*http.Client,
 			return nil, false, err
 		}
 	}
-	var rt http.RoundTripper = docker.DefaultHTTPTransport(tlsConfig)
+	tr := docker.DefaultHTTPTransport(tlsConfig)
+	tr.DialContext = c.guard.dial
+	var rt http.RoundTripper = tr
 	if fallback {
 		rt = docker.NewHTTPFallback(rt)
 	}

@@ -35,9 +35,10 @@ var ErrDigestMismatch = errors.New("upstream content does not match its digest")
 // credentials of registries.yaml. It keeps no content and no tags; safe for
 // concurrent use.
 type Client struct {
-	reg  *config.Registries
-	opts options
-	log  *slog.Logger
+	reg   *config.Registries
+	opts  options
+	log   *slog.Logger
+	guard guard // refuses loopback and link-local hosts registries.yaml does not name
 
 	mu sync.Mutex
 	// clients are the HTTP clients of hosts with TLS settings, one per
@@ -78,7 +79,7 @@ func New(reg *config.Registries, opts ...Option) *Client {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Client{reg: reg, opts: o, log: l, clients: map[clientKey]*http.Client{}}
+	return &Client{reg: reg, opts: o, log: l, guard: newGuard(reg), clients: map[clientKey]*http.Client{}}
 }
 
 // Endpoints returns the endpoints of a registry in the order they are
@@ -96,6 +97,9 @@ func (c *Client) Upstream(registry string) (Upstream, error) {
 		return Upstream{}, err
 	}
 	u := Upstream{Endpoint: eps[0].URL}
+	if c.reg != nil && registry != config.Wildcard {
+		_, u.Explicit = c.reg.Mirrored[registry]
+	}
 	for _, e := range eps {
 		u.Credentials = u.Credentials || e.Credentials
 	}

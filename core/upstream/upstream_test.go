@@ -26,7 +26,7 @@ func TestClient_Resolve(t *testing.T) {
 	v1, v2 := image(t, 1, 1024), image(t, 2, 2048)
 	push(t, up, "1.0", v1)
 	push(t, up, "stable", v1)
-	c := upstream.New(nil)
+	c := upstream.New(named(t, up.Host))
 
 	// The tag moves between two resolves: the second must see it.
 	d, err := c.Resolve(t.Context(), ref(up.Host, "stable", ""))
@@ -82,7 +82,7 @@ func TestClient_FetchManifest(t *testing.T) {
 	push(t, up, "multi", idx)
 	single := image(t, 4, 256)
 	push(t, up, "single", single)
-	c := upstream.New(nil)
+	c := upstream.New(named(t, up.Host))
 
 	tests := []struct {
 		name string
@@ -129,7 +129,7 @@ func TestClient_Blob(t *testing.T) {
 	// oversized manifest on the manifests path.
 	img := image(t, 5, 5<<20, 10, 0)
 	push(t, up, "1", img)
-	c := upstream.New(nil)
+	c := upstream.New(named(t, up.Host))
 	big := img.Largest()
 	cfg := ocispec.Descriptor{}
 	for d, mt := range img.Types {
@@ -197,7 +197,7 @@ func TestClient_Blob_Mismatch(t *testing.T) {
 				}
 			}))
 			defer srv.Close()
-			c := upstream.New(nil)
+			c := upstream.New(named(t, srv.Listener.Addr().String()))
 			_, err := readBlob(t, c, ref(srv.Listener.Addr().String(), "", ""), d, tt.size)
 			if err == nil {
 				t.Fatal("read succeeded")
@@ -226,7 +226,7 @@ func TestClient_Blob_Cancel(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx, cancel := context.WithCancel(t.Context())
-	b, err := upstream.New(nil).Blob(ctx, ref(srv.Listener.Addr().String(), "", ""), d, int64(len(body)))
+	b, err := upstream.New(named(t, srv.Listener.Addr().String())).Blob(ctx, ref(srv.Listener.Addr().String(), "", ""), d, int64(len(body)))
 	if err != nil {
 		t.Fatal(err)
 	}
