@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-oci/sluice/core/oci"
 	"github.com/sluice-oci/sluice/core/registry"
 	"github.com/sluice-oci/sluice/core/store"
+	"github.com/sluice-oci/sluice/core/upstream"
 	"github.com/sluice-oci/sluice/policy"
 )
 
@@ -27,6 +28,8 @@ var errSpoolFull = errors.New("coalesce spool full")
 type blob struct {
 	d    digest.Digest
 	path string
+	ref  oci.Reference     // what it was fetched as (registry, repository, digest)
+	up   upstream.Upstream // the upstream its fetch decision saw
 
 	ready chan struct{} // closed once size is known, or the fetch failed first
 	size  int64         // set before ready closes
@@ -69,15 +72,19 @@ func (c *Coalescer) serveBlob(ctx context.Context, w http.ResponseWriter, r *htt
 	c.mu.Lock()
 	b := c.blobs[ref.Digest]
 	c.mu.Unlock()
-	if b == nil {
-		if !fetch {
+	switch {
+	case b != nil:
+		if !c.decide(ctx, b.ref, policy.KindBlob, peer, b.up) {
 			return store.ErrNotFound
 		}
-		up, ok := c.allowed(ctx, ref, policy.KindBlob, peer)
+	case !fetch:
+		return store.ErrNotFound
+	default:
+		client, up, ok := c.allowed(ctx, ref, policy.KindBlob, peer)
 		if !ok {
 			return store.ErrNotFound
 		}
-		if b = c.startBlob(ref, up); b == nil {
+		if b = c.startBlob(ref, client, up); b == nil {
 			return store.ErrNotFound // closing
 		}
 	}
@@ -100,15 +107,17 @@ func (c *Coalescer) serveBlob(ctx context.Context, w http.ResponseWriter, r *htt
 
 // startBlob returns the entry of ref's blob, starting its fetch if no one
 // has; nil once Close began.
-func (c *Coalescer) startBlob(ref oci.Reference, up Upstream) *blob {
+func (c *Coalescer) startBlob(ref oci.Reference, client Upstream, up upstream.Upstream) *blob {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if b := c.blobs[ref.Digest]; b != nil || c.closed {
 		return b
 	}
-	b := &blob{d: ref.Digest, path: filepath.Join(c.cfg.Dir, ref.Digest.Encoded()), ready: make(chan struct{}), notify: make(chan struct{})}
+	ref.Tag = ""
+	b := &blob{d: ref.Digest, path: filepath.Join(c.cfg.Dir, ref.Digest.Encoded()), ref: ref, up: up,
+		ready: make(chan struct{}), notify: make(chan struct{})}
 	c.blobs[ref.Digest] = b
-	c.wg.Go(func() { c.fetchBlob(ref, b, up) })
+	c.wg.Go(func() { c.fetchBlob(ref, b, client) })
 	return b
 }
 

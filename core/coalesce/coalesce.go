@@ -206,23 +206,32 @@ func (c *Coalescer) ServePeer(ctx context.Context, w http.ResponseWriter, r *htt
 }
 
 // allowed asks the fetch policy whether ref may be fetched for peer, and
-// returns the upstream client the decision was made on: the fetch must use
-// that one, whatever a reload swapped in since.
-func (c *Coalescer) allowed(ctx context.Context, ref oci.Reference, kind string, peer *policy.Peer) (Upstream, bool) {
+// returns the upstream client the decision was made on (the fetch must use
+// that one, whatever a reload swapped in since) and what the decision saw
+// of the upstream (kept with the entry: later readers are decided on it).
+func (c *Coalescer) allowed(ctx context.Context, ref oci.Reference, kind string, peer *policy.Peer) (Upstream, upstream.Upstream, bool) {
 	client := c.up.Load().Upstream
 	up, err := client.Upstream(ref.Registry)
 	if err != nil {
 		c.log.Debug("coalesce: no upstream", "registry", ref.Registry, "err", err)
 		c.m.CoalesceFetches.WithLabelValues(kind, "failed").Inc()
-		return nil, false
+		return nil, up, false
 	}
 	if !up.Explicit && !c.cfg.Wildcard {
 		c.log.Debug("coalesce: registry not listed by name in registries.yaml mirrors; not fetched for peers", "registry", ref.Registry)
 		c.m.CoalesceFetches.WithLabelValues(kind, "denied").Inc()
-		return nil, false
+		return nil, up, false
 	}
+	return client, up, c.decide(ctx, ref, kind, peer, up)
+}
+
+// decide asks the fetch policy whether ref, fetched from up, may be
+// fetched for peer. Content fetched for one peer is asked again for every
+// other peer it is served to, on the reference it was fetched under: what
+// a peer names in its request is a claim.
+func (c *Coalescer) decide(ctx context.Context, ref oci.Reference, kind string, peer *policy.Peer, up upstream.Upstream) bool {
 	if c.policy == nil {
-		return client, true
+		return true
 	}
 	in := policy.Input{
 		Action:    policy.ActionFetch,
@@ -234,14 +243,14 @@ func (c *Coalescer) allowed(ctx context.Context, ref oci.Reference, kind string,
 	if err != nil {
 		c.log.Warn("coalesce: policy error", "ref", ref.String(), "err", err)
 		c.m.CoalesceFetches.WithLabelValues(kind, "denied").Inc()
-		return nil, false
+		return false
 	}
 	if !d.Allow {
 		c.log.Debug("coalesce: fetch denied", "ref", ref.String(), "reasons", d.Reasons)
 		c.m.CoalesceFetches.WithLabelValues(kind, "denied").Inc()
-		return nil, false
+		return false
 	}
-	return client, true
+	return true
 }
 
 func (c *Coalescer) advertise(d digest.Digest) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluice-oci/sluice/core/oci"
 	"github.com/sluice-oci/sluice/core/store"
+	"github.com/sluice-oci/sluice/core/upstream"
 	"github.com/sluice-oci/sluice/policy"
 )
 
@@ -19,6 +20,8 @@ type manifest struct {
 	bytes     []byte
 	mediaType string
 	expires   time.Time
+	ref       oci.Reference     // what it was fetched as (registry, repository, digest)
+	up        upstream.Upstream // the upstream its fetch decision saw
 }
 
 // tagEntry is what a tag resolved to upstream, and when.
@@ -30,7 +33,7 @@ type tagEntry struct {
 // serveTag answers a coalesce request for a tag: resolved upstream fresh,
 // once per tag TTL whatever the number of requesters.
 func (c *Coalescer) serveTag(ctx context.Context, w http.ResponseWriter, r *http.Request, ref oci.Reference, peer *policy.Peer) error {
-	up, ok := c.allowed(ctx, ref, policy.KindManifest, peer)
+	up, info, ok := c.allowed(ctx, ref, policy.KindManifest, peer)
 	if !ok {
 		return store.ErrNotFound
 	}
@@ -47,7 +50,7 @@ func (c *Coalescer) serveTag(ctx context.Context, w http.ResponseWriter, r *http
 			if desc.Digest != "" && desc.Digest != d {
 				return "", fmt.Errorf("upstream manifest %s: %d bytes do not match the resolved digest %s", ref, len(b), desc.Digest)
 			}
-			c.keepManifest(d, b, desc.MediaType)
+			c.keepManifest(d, b, desc.MediaType, ref, info)
 			c.mu.Lock()
 			c.tags[key] = tagEntry{d: d, at: time.Now()}
 			c.mu.Unlock()
@@ -67,11 +70,14 @@ func (c *Coalescer) serveTag(ctx context.Context, w http.ResponseWriter, r *http
 // serveManifest answers a manifest by digest: kept, or with fetch fetched.
 func (c *Coalescer) serveManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, ref oci.Reference, peer *policy.Peer, fetch bool) error {
 	m, _, ok := c.byDigest(ref.Digest)
+	if ok && !c.decide(ctx, m.ref, policy.KindManifest, peer, m.up) {
+		return store.ErrNotFound
+	}
 	if !ok {
 		if !fetch {
 			return store.ErrNotFound
 		}
-		up, ok := c.allowed(ctx, ref, policy.KindManifest, peer)
+		up, info, ok := c.allowed(ctx, ref, policy.KindManifest, peer)
 		if !ok {
 			return store.ErrNotFound
 		}
@@ -84,7 +90,7 @@ func (c *Coalescer) serveManifest(ctx context.Context, w http.ResponseWriter, r 
 			if !ref.Digest.Algorithm().Available() || ref.Digest.Algorithm().FromBytes(b) != ref.Digest {
 				return "", fmt.Errorf("upstream manifest %s: bytes do not match the digest", ref)
 			}
-			c.keepManifest(ref.Digest, b, desc.MediaType)
+			c.keepManifest(ref.Digest, b, desc.MediaType, ref, info)
 			return ref.Digest, nil
 		}); err != nil {
 			return err
@@ -129,7 +135,8 @@ func (c *Coalescer) flight(ctx context.Context, key string, fetch func(context.C
 	}
 }
 
-func (c *Coalescer) keepManifest(d digest.Digest, b []byte, mediaType string) {
+func (c *Coalescer) keepManifest(d digest.Digest, b []byte, mediaType string, ref oci.Reference, up upstream.Upstream) {
+	ref.Tag, ref.Digest = "", d
 	if !store.IsManifestOrIndex(mediaType) {
 		if det := oci.DetectManifestMediaType(b); det != "" {
 			mediaType = det
@@ -149,7 +156,7 @@ func (c *Coalescer) keepManifest(d digest.Digest, b []byte, mediaType string) {
 		return
 	}
 	c.addUsedLocked(int64(len(b)))
-	c.manifests[d] = &manifest{bytes: b, mediaType: mediaType, expires: time.Now().Add(max(c.cfg.TTL, c.cfg.TagTTL))}
+	c.manifests[d] = &manifest{bytes: b, mediaType: mediaType, expires: time.Now().Add(max(c.cfg.TTL, c.cfg.TagTTL)), ref: ref, up: up}
 	c.mu.Unlock()
 	if !had {
 		c.advertise(d)
