@@ -16,6 +16,7 @@ import (
 type regoSource struct {
 	eng     *regoeng.Engine
 	keys    *inputKeys
+	keep    fieldMask // the input fields the set reads: the rest is not built
 	mirrors atomic.Pointer[mirrorsCache]
 }
 
@@ -37,7 +38,7 @@ func newRegoSource(ctx context.Context, snap *snapshot) (*regoSource, error) {
 	if err != nil {
 		return nil, compileError(err)
 	}
-	return &regoSource{eng: eng, keys: newInputKeys()}, nil
+	return &regoSource{eng: eng, keys: newInputKeys(), keep: readMask(eng.InputReads())}, nil
 }
 
 func (r *regoSource) EngineName() string { return EngineRego }
@@ -46,7 +47,7 @@ func (r *regoSource) Decide(ctx context.Context, action Action, in Input) (Decis
 	if in.Action == "" {
 		in.Action = action
 	}
-	res, err := r.eng.Eval(ctx, string(action), r.keys.inputValue(&in, r.mirrorsTerm(in.Mirrors)))
+	res, err := r.eng.Eval(ctx, string(action), r.keys.inputValue(&in, r.mirrorsTerm(in.Mirrors), r.keep))
 	if err != nil {
 		switch {
 		case errors.Is(err, regoeng.ErrUndefined):
@@ -70,4 +71,21 @@ func (r *regoSource) mirrorsTerm(m []string) *ast.Term {
 	t := mirrorsTerm(m)
 	r.mirrors.Store(&mirrorsCache{list: slices.Clone(m), term: t})
 	return t
+}
+
+// readMask is the set of input fields the reads cover, every field when
+// the set may read anything.
+func readMask(reads []regoeng.InputRead, ok bool) fieldMask {
+	if !ok {
+		return fAll
+	}
+	m := fAction
+	for _, r := range reads {
+		f, _, ok := fieldsOf(r.Path)
+		if !ok {
+			return fAll
+		}
+		m |= f
+	}
+	return m
 }

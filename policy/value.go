@@ -34,22 +34,87 @@ func newInputKeys() *inputKeys {
 // field as encoding/json would write it (omitempty fields left out), so
 // Rego and Wasm see the same document without a JSON round trip.
 // mirrors, when not nil, is the prebuilt term of in.Mirrors.
-func (k *inputKeys) inputValue(in *Input, mirrors *ast.Term) ast.Value {
+//
+// Only the fields of keep are built (an object with none of its fields
+// kept is left out): a policy set that reads only some fields
+// (regoeng.InputReads) decides the same on the pruned document, built
+// with fewer allocations.
+func (k *inputKeys) inputValue(in *Input, mirrors *ast.Term, keep fieldMask) ast.Value {
 	kv := make([][2]*ast.Term, 0, 8)
 	kv = append(kv, [2]*ast.Term{k.action, ast.InternedTerm(string(in.Action))})
-	if r := in.Reference; r != nil {
+	str := func(o [][2]*ast.Term, bit fieldMask, key *ast.Term, v string) [][2]*ast.Term {
+		if keep&bit == 0 {
+			return o
+		}
+		return appendStr(o, key, v)
+	}
+	if r := in.Reference; r != nil && keep&fReference != 0 {
 		o := make([][2]*ast.Term, 0, 5)
-		o = appendStr(o, k.registry, r.Registry)
-		o = appendStr(o, k.repository, r.Repository)
-		o = appendStr(o, k.tag, r.Tag)
-		o = appendStr(o, k.digest, r.Digest)
-		o = appendStr(o, k.kind, r.Kind)
+		o = str(o, fRegistry, k.registry, r.Registry)
+		o = str(o, fRepository, k.repository, r.Repository)
+		o = str(o, fTag, k.tag, r.Tag)
+		o = str(o, fDigest, k.digest, r.Digest)
+		o = str(o, fKind, k.kind, r.Kind)
 		kv = append(kv, [2]*ast.Term{k.reference, ast.NewTerm(ast.NewObject(o...))})
 	}
-	kv = appendStr(kv, k.mediaType, in.MediaType)
-	if in.Size != 0 {
+	kv = str(kv, fMediaType, k.mediaType, in.MediaType)
+	if in.Size != 0 && keep&fSize != 0 {
 		kv = append(kv, [2]*ast.Term{k.size, ast.InternedTerm(in.Size)})
 	}
+	if keep == fAll {
+		return k.rest(kv, in, mirrors)
+	}
+	if p := in.Peer; p != nil && keep&fPeer != 0 {
+		o := make([][2]*ast.Term, 0, 3)
+		o = str(o, fPeerID, k.id, p.ID)
+		o = str(o, fPeerAddress, k.address, p.Address)
+		o = str(o, fPeerTLSSubject, k.tlsSubject, p.TLSSubject)
+		kv = append(kv, [2]*ast.Term{k.peer, ast.NewTerm(ast.NewObject(o...))})
+	}
+	if n := in.Node; n != nil && keep&fNode != 0 {
+		o := make([][2]*ast.Term, 0, 2)
+		o = str(o, fNodeName, k.name, n.Name)
+		if len(n.Labels) > 0 && keep&fNodeLabels != 0 {
+			o = append(o, [2]*ast.Term{k.labels, labelsTerm(n.Labels)})
+		}
+		kv = append(kv, [2]*ast.Term{k.node, ast.NewTerm(ast.NewObject(o...))})
+	}
+	if s := in.Source; s != nil && keep&fSource != 0 {
+		o := make([][2]*ast.Term, 0, 5)
+		o = str(o, fSourceImage, k.image, s.Image)
+		if keep&fSourcePinned != 0 {
+			o = append(o, [2]*ast.Term{k.pinned, ast.InternedTerm(s.Pinned)})
+		}
+		if len(s.Labels) > 0 && keep&fSourceLabels != 0 {
+			o = append(o, [2]*ast.Term{k.labels, labelsTerm(s.Labels)})
+		}
+		if len(s.Registries) > 0 && keep&fSourceRegistries != 0 {
+			o = append(o, [2]*ast.Term{k.registries, mirrorsTerm(s.Registries)})
+		}
+		if len(s.Repositories) > 0 && keep&fSourceRepositories != 0 {
+			o = append(o, [2]*ast.Term{k.repositories, mirrorsTerm(s.Repositories)})
+		}
+		kv = append(kv, [2]*ast.Term{k.source, ast.NewTerm(ast.NewObject(o...))})
+	}
+	if u := in.Upstream; u != nil && keep&fUpstream != 0 {
+		o := make([][2]*ast.Term, 0, 2)
+		o = str(o, fUpstreamEndpoint, k.endpoint, u.Endpoint)
+		if keep&fUpstreamCredentials != 0 {
+			o = append(o, [2]*ast.Term{k.credentials, ast.InternedTerm(u.Credentials)})
+		}
+		kv = append(kv, [2]*ast.Term{k.upstream, ast.NewTerm(ast.NewObject(o...))})
+	}
+	if keep&fMirrors != 0 {
+		if mirrors == nil {
+			mirrors = mirrorsTerm(in.Mirrors)
+		}
+		kv = append(kv, [2]*ast.Term{k.mirrors, mirrors})
+	}
+	return ast.NewObject(kv...)
+}
+
+// rest appends the fields after size, all of them, to kv.
+func (k *inputKeys) rest(kv [][2]*ast.Term, in *Input, mirrors *ast.Term) ast.Value {
 	if p := in.Peer; p != nil {
 		o := make([][2]*ast.Term, 0, 3)
 		o = appendStr(o, k.id, p.ID)

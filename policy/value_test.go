@@ -62,9 +62,33 @@ func checkInput(t *testing.T, in Input) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := newInputKeys().inputValue(&in, nil)
+	got := newInputKeys().inputValue(&in, nil, fAll)
 	if got.Compare(wantVal) != 0 {
 		t.Errorf("ast input\n %v\nwant\n %v", got, wantVal)
+	}
+	checkPruned(t, &in, got)
+}
+
+// checkPruned: a document built for some fields has the value of full at
+// every path of those fields, and nothing at the paths of the others.
+func checkPruned(t *testing.T, in *Input, full ast.Value) {
+	t.Helper()
+	for _, keep := range []fieldMask{fAction, fAction | fRegistry | fTag | fMirrors, fAction | fPeer | fNodeLabels,
+		fAction | fSourceRegistries | fDigest | fUpstreamCredentials, fAll &^ fMirrors, fAll &^ fSource} {
+		pruned := newInputKeys().inputValue(in, nil, keep)
+		for _, f := range inputFields {
+			ref := ast.MustParseRef("input." + f.path)[1:]
+			want, werr := full.Find(ref)
+			got, gerr := pruned.Find(ref)
+			switch {
+			case keep&f.bit == 0 && gerr == nil:
+				t.Errorf("keep %b: %s is built: %v", keep, f.path, got)
+			case keep&f.bit != 0 && (werr != nil) != (gerr != nil):
+				t.Errorf("keep %b: %s: %v (%v), want %v (%v)", keep, f.path, got, gerr, want, werr)
+			case keep&f.bit != 0 && werr == nil && got.Compare(want) != 0:
+				t.Errorf("keep %b: %s = %v, want %v", keep, f.path, got, want)
+			}
+		}
 	}
 }
 

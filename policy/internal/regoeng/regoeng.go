@@ -63,6 +63,7 @@ type Engine struct {
 type query struct {
 	pq                   rego.PreparedEvalQuery
 	hot                  *rego.PreparedEvalQuery
+	hotAction            ast.String // the input.action hot was specialized for
 	allow, deny, reasons int
 	undefined            bool // the package defines none of them
 }
@@ -143,13 +144,33 @@ func New(ctx context.Context, modules map[string]*ast.Module, data map[string]an
 		q.pq = pq
 		if q.allow >= 0 && q.deny < 0 && reasonsNeedDeny(compiler, action) {
 			// A failed partial evaluation leaves the full query to answer.
-			if hot, err := prepareHot(ctx, compiler, store, action); err == nil {
+			unknowns := e.unknowns()
+			if hot, err := prepareHot(ctx, compiler, store, action, unknowns); err == nil {
 				q.hot = &hot
+				if unknowns != nil {
+					q.hotAction = ast.String(action)
+				}
 			}
 		}
 		e.queries[action] = q
 	}
 	return e, nil
+}
+
+// unknowns are the top-level input fields the set reads, but action, as
+// partial evaluation's unknowns ("input.reference", …); nil when the set
+// may read anything of the input.
+func (e *Engine) unknowns() []string {
+	if !e.readsOK {
+		return nil
+	}
+	out := []string{}
+	for _, r := range e.reads {
+		if f := "input." + r.Path[0]; r.Path[0] != "action" && !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Nondeterministic lists, sorted, the builtins the policy set calls that
@@ -228,17 +249,27 @@ const hotBudget = 250 * time.Millisecond
 
 // prepareHot partially evaluates data.sluice.<action>.allow with input
 // unknown and prepares the residual policy. Non-deterministic builtins
-// (time, http.send, rand) are kept for evaluation time.
-func prepareHot(ctx context.Context, compiler *ast.Compiler, store storage.Store, action string) (rego.PreparedEvalQuery, error) {
+// (time, http.send, rand) are kept for evaluation time. With unknowns
+// given (the top-level input fields the set reads, but action), the input
+// is {"action": action} and those fields unknown: the rules and branches
+// of other actions fold away, and the residual is only valid for inputs
+// of that action (Eval checks).
+func prepareHot(ctx context.Context, compiler *ast.Compiler, store storage.Store, action string, unknowns []string) (rego.PreparedEvalQuery, error) {
 	ctx, cancel := context.WithTimeout(ctx, hotBudget)
 	defer cancel()
-	pr, err := rego.New(
+	opts := []func(*rego.Rego){
 		rego.ParsedQuery(ast.NewBody(ast.NewExpr(ast.RefTerm(ruleRef(action, "allow")...)))),
 		rego.Compiler(compiler),
 		rego.Store(store),
-		rego.Unknowns([]string{"input"}),
 		rego.NondeterministicBuiltins(false),
-	).PartialResult(ctx)
+	}
+	if unknowns != nil {
+		opts = append(opts, rego.ParsedInput(ast.NewObject([2]*ast.Term{ast.StringTerm("action"), ast.StringTerm(action)})),
+			rego.Unknowns(unknowns))
+	} else {
+		opts = append(opts, rego.Unknowns([]string{"input"}))
+	}
+	pr, err := rego.New(opts...).PartialResult(ctx)
 	if err != nil {
 		return rego.PreparedEvalQuery{}, err
 	}
@@ -277,7 +308,9 @@ func (e *Engine) Eval(ctx context.Context, action string, input ast.Value) (Resu
 	if q.undefined {
 		return Result{}, fmt.Errorf("%s%s: %w", PackagePrefix, action, ErrUndefined)
 	}
-	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalMetrics(e.metrics)}
+	vc := getFlatCache()
+	defer vc.put()
+	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalMetrics(e.metrics), rego.EvalVirtualCache(vc)}
 	if ctx.Done() != nil {
 		// Cancel through context.AfterFunc rather than the goroutine OPA
 		// starts per evaluation when no external cancel is given.
@@ -288,7 +321,7 @@ func (e *Engine) Eval(ctx context.Context, action string, input ast.Value) (Resu
 	} else {
 		opts = append(opts, rego.EvalExternalCancel(noCancel{}))
 	}
-	if q.hot != nil {
+	if q.hot != nil && q.hotFor(input) {
 		if rs, err := q.hot.Eval(ctx, opts...); err == nil && allows(rs) {
 			return Result{Allow: true}, nil
 		}
@@ -314,6 +347,22 @@ func (e *Engine) Eval(ctx context.Context, action string, input ast.Value) (Resu
 	}
 	return q.result(action, arr), nil
 }
+
+// hotFor reports whether the hot query answers for input: its action is
+// the one the query was specialized for.
+func (q *query) hotFor(input ast.Value) bool {
+	if q.hotAction == "" {
+		return true
+	}
+	o, ok := input.(ast.Object)
+	if !ok {
+		return false
+	}
+	t := o.Get(actionKey)
+	return t != nil && t.Value.Compare(q.hotAction) == 0
+}
+
+var actionKey = ast.StringTerm("action")
 
 // allows reports whether a hot query's result is the boolean true.
 func allows(rs rego.ResultSet) bool {
