@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/sluice-oci/sluice/core/coalesce"
+	"github.com/sluice-oci/sluice/core/config"
 	"github.com/sluice-oci/sluice/core/mirror"
 	"github.com/sluice-oci/sluice/core/registry"
 	"github.com/sluice-oci/sluice/core/routing"
@@ -32,8 +33,14 @@ type rolloutNode struct {
 	srv *httptest.Server
 }
 
-func newRolloutCluster(t *testing.T, n int) []*rolloutNode {
+func newRolloutCluster(t *testing.T, n int, upstreamHost string) []*rolloutNode {
 	t.Helper()
+	// registries.yaml names the upstream: a node fetches for peers only
+	// from registries listed by name (and never an unnamed loopback host).
+	regs, _, err := config.ParseRegistries("registries.yaml", []byte(fmt.Sprintf("mirrors:\n  %q:\n", upstreamHost)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	net0 := routing.NewMemory()
 	var nodes []*rolloutNode
 	for i := range n {
@@ -43,7 +50,7 @@ func newRolloutCluster(t *testing.T, n int) []*rolloutNode {
 			t.Fatal(err)
 		}
 		r := net0.Node(id, netip.MustParseAddrPort(ln.Addr().String()))
-		c, err := coalesce.New(upstream.New(nil), coalesce.Config{Dir: filepath.Join(t.TempDir(), "spool"), MaxBytes: 64 << 20, TTL: time.Minute},
+		c, err := coalesce.New(upstream.New(regs), coalesce.Config{Dir: filepath.Join(t.TempDir(), "spool"), MaxBytes: 64 << 20, TTL: time.Minute},
 			coalesce.WithAnnouncer(r))
 		if err != nil {
 			t.Fatal(err)
@@ -103,7 +110,7 @@ func TestMirror_CoalescedRollout(t *testing.T) {
 			total += int64(len(img.Blobs[d]))
 		}
 	}
-	nodes := newRolloutCluster(t, 4)
+	nodes := newRolloutCluster(t, 4, up.Host)
 	up.Counter.Reset()
 	var wg sync.WaitGroup
 	for _, n := range nodes {
@@ -138,7 +145,7 @@ func TestMirror_CoalescedRollout(t *testing.T) {
 // answer costs a quick 404, as without coalescing.
 func TestMirror_CoalesceResponsibleDown(t *testing.T) {
 	t.Parallel()
-	nodes := newRolloutCluster(t, 2)
+	nodes := newRolloutCluster(t, 2, "registry.example")
 	nodes[1].srv.Close()
 	// A key node-2 is responsible for, as node-1 sees it.
 	m := routing.NewMemory()
