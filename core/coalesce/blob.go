@@ -142,6 +142,7 @@ func (c *Coalescer) fetchBlob(ref oci.Reference, b *blob, client Upstream) {
 	}
 	up, err := client.Blob(ctx, ref, b.d, -1)
 	if err != nil {
+		c.rest(ref.Registry, err)
 		fail(err)
 		return
 	}

@@ -76,6 +76,12 @@ type Config struct {
 	// peer names. The upstream client refuses loopback and link-local
 	// hosts not named in registries.yaml either way.
 	Wildcard bool
+	// Backoff is how long a registry whose upstream failed (429, 5xx,
+	// refused, unauthorized: anything but "not found") is not asked again
+	// for peers (default 10 s). Requesters get a 404 at once meanwhile and
+	// go upstream themselves, so a rate-limited upstream sees one burst of
+	// the responsible node's retries per Backoff, not one per requester.
+	Backoff time.Duration
 }
 
 // Coalescer implements registry.Coalescer.
@@ -97,7 +103,8 @@ type Coalescer struct {
 	tags      map[string]tagEntry
 	used      int64
 	closed    bool
-	flights   singleflight.Group // manifest fetches, by tag key or digest
+	flights   singleflight.Group   // manifest fetches, by tag key or digest
+	resting   map[string]time.Time // registry → until when it is not asked (Config.Backoff)
 }
 
 var _ registry.Coalescer = (*Coalescer)(nil)
@@ -129,6 +136,9 @@ func New(up Upstream, cfg Config, opts ...Option) (*Coalescer, error) {
 	if cfg.FirstByte <= 0 {
 		cfg.FirstByte = 4 * time.Second
 	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = 10 * time.Second
+	}
 	if err := os.RemoveAll(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("coalesce: empty spool: %w", err)
 	}
@@ -136,7 +146,7 @@ func New(up Upstream, cfg Config, opts ...Option) (*Coalescer, error) {
 		return nil, fmt.Errorf("coalesce: spool: %w", err)
 	}
 	c := &Coalescer{cfg: cfg, blobs: map[digest.Digest]*blob{},
-		manifests: map[digest.Digest]*manifest{}, tags: map[string]tagEntry{}}
+		manifests: map[digest.Digest]*manifest{}, tags: map[string]tagEntry{}, resting: map[string]time.Time{}}
 	c.up.Store(&upstreamRef{up})
 	for _, o := range opts {
 		o(c)
@@ -211,6 +221,11 @@ func (c *Coalescer) ServePeer(ctx context.Context, w http.ResponseWriter, r *htt
 // of the upstream (kept with the entry: later readers are decided on it).
 func (c *Coalescer) allowed(ctx context.Context, ref oci.Reference, kind string, peer *policy.Peer) (Upstream, upstream.Upstream, bool) {
 	client := c.up.Load().Upstream
+	if c.isResting(ref.Registry, time.Now()) {
+		c.log.Debug("coalesce: upstream failed recently; not asked for peers", "registry", ref.Registry)
+		c.m.CoalesceFetches.WithLabelValues(kind, "backoff").Inc()
+		return nil, upstream.Upstream{}, false
+	}
 	up, err := client.Upstream(ref.Registry)
 	if err != nil {
 		c.log.Debug("coalesce: no upstream", "registry", ref.Registry, "err", err)
@@ -325,4 +340,41 @@ func (c *Coalescer) expire(now time.Time) []string {
 func (c *Coalescer) addUsedLocked(delta int64) {
 	c.used += delta
 	c.m.CoalesceSpoolBytes.Set(float64(c.used))
+}
+
+// rest records that registry's upstream failed with err: unless the
+// content is simply missing (or the spool is full, or the node closes),
+// the registry is not asked for peers for Config.Backoff.
+func (c *Coalescer) rest(registry string, err error) {
+	if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, errSpoolFull) || c.ctx.Err() != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.resting) >= maxResting {
+		now := time.Now()
+		for r, until := range c.resting {
+			if !now.Before(until) {
+				delete(c.resting, r)
+			}
+		}
+		if len(c.resting) >= maxResting {
+			return // bounded: a flood of failing names does not grow it
+		}
+	}
+	c.resting[registry] = time.Now().Add(c.cfg.Backoff)
+}
+
+// maxResting bounds the registries remembered as failing.
+const maxResting = 1024
+
+func (c *Coalescer) isResting(registry string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	until, ok := c.resting[registry]
+	if ok && !now.Before(until) {
+		delete(c.resting, registry)
+		return false
+	}
+	return ok
 }

@@ -43,6 +43,7 @@ func (c *Coalescer) serveTag(ctx context.Context, w http.ResponseWriter, r *http
 		res, err := c.flight(ctx, "tag "+key, func(fctx context.Context) (digest.Digest, error) {
 			b, desc, err := up.FetchManifest(fctx, ref)
 			if err != nil {
+				c.rest(ref.Registry, err)
 				return "", err
 			}
 			c.m.CoalesceUpstreamBytes.Add(float64(len(b)))
@@ -84,6 +85,7 @@ func (c *Coalescer) serveManifest(ctx context.Context, w http.ResponseWriter, r 
 		if _, err := c.flight(ctx, "manifest "+ref.Digest.String(), func(fctx context.Context) (digest.Digest, error) {
 			b, desc, err := up.FetchManifest(fctx, ref)
 			if err != nil {
+				c.rest(ref.Registry, err)
 				return "", err
 			}
 			c.m.CoalesceUpstreamBytes.Add(float64(len(b)))
