@@ -9,8 +9,10 @@ RACE_PKGS := ./core/... ./policy/... ./wasm/... ./sdk/... ./cmd/... ./internal/.
 
 all: build
 
+# Static, trimmed, no symbol table: what the image ships and what the e2e
+# tests run (internal/cluster.BuildSluice builds it the same way).
 build:
-	$(GO) build -o $(BIN)/sluice ./cmd/sluice
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/sluice ./cmd/sluice
 
 # containerd and ctr from the module pinned in go.mod (go tool directives).
 containerd: $(BIN)/containerd $(BIN)/ctr

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -206,6 +207,12 @@ func runNode(stop context.Context, cfg *runConfig, log *slog.Logger) error {
 	if cfg.MetricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		if cfg.Pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 			if dr.draining.Load() {
@@ -306,7 +313,7 @@ func isAlone(r any) bool {
 // of ours when GOMEMLIMIT is set (the runtime reads it); 90% of
 // SLUICE_MEMORY_LIMIT (bytes: the chart passes the container's memory
 // limit) so memory outside the Go heap (wazero's compiled code, stacks)
-// stays under the hard limit; else 24 MiB. A soft limit makes the GC work
+// stays under the hard limit; else 20 MiB. A soft limit makes the GC work
 // harder as the heap nears it (never more than the runtime's own CPU cap),
 // so the resident set stays within the 64 MiB target with 10k advertised
 // keys (see RATIONALE.md).
@@ -316,7 +323,7 @@ func softMemoryLimit(env func(string) (string, bool)) (int64, error) {
 	}
 	v, set := env("SLUICE_MEMORY_LIMIT")
 	if !set || v == "" {
-		return 24 << 20, nil
+		return 20 << 20, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 32<<20 {

@@ -40,6 +40,7 @@ type runConfig struct {
 	PeerFetchParallel                  int
 	ReadHeaderTimeout                  time.Duration
 	ShutdownTimeout                    time.Duration
+	Pprof                              bool
 	Coalesce                           coalesceFlags // rollouts (coalesce.go)
 
 	// sockets replaces containerdSockets() in tests.
@@ -67,6 +68,7 @@ func runFlags(cfg *runConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.Registries, "registries", "", "k3s/RKE2 registries.yaml: its mirrors are the shared registries (default: share all)")
 	fs.Var(&cfg.Policy, "policy", "policy path: directory, OPA bundle .tar.gz, .rego, data .json/.yaml or .wasm (repeatable; default: the shipped k3s policy)")
 	fs.StringVar(&cfg.PolicyVerificationKey, "policy-verification-key", "", "public key (PEM) that OPA bundles must be signed with")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the metrics listener (keep that listener on loopback)")
 	fs.BoolVar(&cfg.PolicyFailOpen, "policy-fail-open", false, "treat a policy engine error as allow instead of deny")
 	fs.StringVar(&cfg.PolicyConfig, "policy-config", "", "OPA configuration file: bundles from a bundle service or OCI registry (ANDed with --policy), decision_logs, status")
 	fs.DurationVar(&cfg.ResolveTimeout, "resolve-timeout", 20*time.Millisecond, "how long to look for peers before answering 404")

@@ -288,8 +288,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// BuildSluice builds the sluice binary into <repo>/bin/sluice and returns
-// its path (serialised across test binaries by a file lock).
+// BuildSluice builds the sluice binary into <repo>/bin/sluice, the way
+// `make build` and the image do (static, trimmed paths, no symbol table),
+// and returns its path (serialised across test binaries by a file lock).
 func BuildSluice() (string, error) {
 	bin, err := ctrtest.RepoBin()
 	if err != nil {
@@ -297,8 +298,9 @@ func BuildSluice() (string, error) {
 	}
 	out := filepath.Join(bin, "sluice")
 	err = ctrtest.Locked(bin, "sluice", func() error {
-		cmd := exec.Command("go", "build", "-o", out, "./cmd/sluice")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/sluice")
 		cmd.Dir = filepath.Dir(bin)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("build sluice: %w\n%s", err, b)
 		}
@@ -308,6 +310,22 @@ func BuildSluice() (string, error) {
 		return "", err
 	}
 	return out, nil
+}
+
+// MemoryBreakdown is the Rss*, VmHWM and Threads lines of the node's
+// /proc status, for a test log that says where resident memory went.
+func (n *Node) MemoryBreakdown() string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid))
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "Rss") || strings.HasPrefix(line, "VmHWM") || strings.HasPrefix(line, "Threads") {
+			out = append(out, strings.Join(strings.Fields(line), " "))
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // RSS returns the node's resident set size in bytes, from /proc.
