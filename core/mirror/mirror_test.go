@@ -47,7 +47,7 @@ type clusterCfg struct {
 
 func newCluster(t *testing.T, n int) *cluster { return newClusterWith(t, n, clusterCfg{}) }
 
-func newClusterWith(t *testing.T, n int, cfg clusterCfg) *cluster {
+func newClusterWith(t testing.TB, n int, cfg clusterCfg) *cluster {
 	c := &cluster{net: routing.NewMemory()}
 	for i := range n {
 		nd := &node{id: fmt.Sprintf("node-%d", i+1), store: memory.New(), metrics: metrics.New(nil)}
@@ -76,7 +76,7 @@ func newClusterWith(t *testing.T, n int, cfg clusterCfg) *cluster {
 }
 
 // hold puts img into node i's store and advertises its keys.
-func (c *cluster) hold(t *testing.T, i int, img *testimage.Image) {
+func (c *cluster) hold(t testing.TB, i int, img *testimage.Image) {
 	t.Helper()
 	nd := c.nodes[i]
 	if err := img.AddTo(nd.store, "docker.io"); err != nil {
@@ -91,7 +91,7 @@ func (c *cluster) hold(t *testing.T, i int, img *testimage.Image) {
 	}
 }
 
-func get(t *testing.T, url string, hdr ...string) (*http.Response, []byte, error) {
+func get(t testing.TB, url string, hdr ...string) (*http.Response, []byte, error) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
 	for i := 0; i+1 < len(hdr); i += 2 {
@@ -106,7 +106,7 @@ func get(t *testing.T, url string, hdr ...string) (*http.Response, []byte, error
 	return resp, b, err
 }
 
-func buildImage(t *testing.T, sizes ...int64) *testimage.Image {
+func buildImage(t testing.TB, sizes ...int64) *testimage.Image {
 	t.Helper()
 	img, err := testimage.Build(testimage.Spec{Name: "docker.io/library/app:1.0", Platforms: []string{"linux/amd64", "linux/arm64"}, LayerSizes: sizes, Seed: 42})
 	if err != nil {
