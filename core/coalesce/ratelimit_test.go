@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,10 +11,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/sluice-oci/sluice/core/coalesce"
-	"github.com/sluice-oci/sluice/core/oci"
-	"github.com/sluice-oci/sluice/core/registry"
-	"github.com/sluice-oci/sluice/core/store/memory"
-	"github.com/sluice-oci/sluice/core/upstream"
 )
 
 // TestCoalescer_ServePeer_RateLimitedUpstreamBacksOff: an upstream that
@@ -33,27 +28,12 @@ func TestCoalescer_ServePeer_RateLimitedUpstreamBacksOff(t *testing.T) {
 		http.Error(w, `{"errors":[{"code":"TOOMANYREQUESTS"}]}`, http.StatusTooManyRequests)
 	}))
 	t.Cleanup(up.Close)
-	c, err := coalesce.New(upstream.New(named(t, up.Listener.Addr().String())),
-		coalesce.Config{Dir: filepath.Join(t.TempDir(), "spool"), MaxBytes: 1 << 20, TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	srv := httptest.NewServer(registry.New(memory.New(), registry.WithCoalescer(c)))
-	t.Cleanup(srv.Close)
-	d := digest.FromString("layer")
+	srv := coalescingServer(t, named(t, up.Listener.Addr().String()), coalesce.Config{})
+	url := fmt.Sprintf("%s/v2/%s/blobs/%s?ns=%s", srv.URL, repo, digest.FromString("layer"), up.Listener.Addr())
 	var first int32
 	for i := range 20 {
-		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, fmt.Sprintf("%s/v2/%s/blobs/%s?ns=%s", srv.URL, repo, d, up.Listener.Addr()), nil)
-		req.Header.Set(registry.PeerHeader, "node-x")
-		req.Header.Set(oci.CoalesceHeader, "1")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNotFound {
-			t.Fatalf("status %d, want 404", resp.StatusCode)
+		if status := askAsPeer(t, url); status != http.StatusNotFound {
+			t.Fatalf("status %d, want 404", status)
 		}
 		if i == 0 {
 			first = asked.Load()
@@ -78,24 +58,9 @@ func TestCoalescer_ServePeer_BackoffExpires(t *testing.T) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 	}))
 	t.Cleanup(up.Close)
-	c, err := coalesce.New(upstream.New(named(t, up.Listener.Addr().String())),
-		coalesce.Config{Dir: filepath.Join(t.TempDir(), "spool"), MaxBytes: 1 << 20, TTL: time.Minute, Backoff: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	srv := httptest.NewServer(registry.New(memory.New(), registry.WithCoalescer(c)))
-	t.Cleanup(srv.Close)
-	get := func() {
-		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, fmt.Sprintf("%s/v2/%s/blobs/%s?ns=%s", srv.URL, repo, digest.FromString("layer"), up.Listener.Addr()), nil)
-		req.Header.Set(registry.PeerHeader, "node-x")
-		req.Header.Set(oci.CoalesceHeader, "1")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
+	srv := coalescingServer(t, named(t, up.Listener.Addr().String()), coalesce.Config{Backoff: 200 * time.Millisecond})
+	url := fmt.Sprintf("%s/v2/%s/blobs/%s?ns=%s", srv.URL, repo, digest.FromString("layer"), up.Listener.Addr())
+	get := func() { askAsPeer(t, url) }
 	get()
 	n1 := asked.Load()
 	get()

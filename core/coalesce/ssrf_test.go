@@ -62,27 +62,11 @@ func TestCoalescer_ServePeer_OnlyExplicitRegistries(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			hits.Store(0)
-			c, err := coalesce.New(upstream.New(parse(tt.yaml)), coalesce.Config{
-				Dir: filepath.Join(t.TempDir(), "spool"), MaxBytes: 1 << 20, TTL: time.Minute, Wildcard: tt.wildcard})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = c.Close() })
-			srv := httptest.NewServer(registry.New(memory.New(), registry.WithCoalescer(c)))
-			t.Cleanup(srv.Close)
+			srv := coalescingServer(t, parse(tt.yaml), coalesce.Config{Wildcard: tt.wildcard})
 			d := digest.FromString("anything")
 			for _, path := range []string{"blobs/" + d.String(), "manifests/" + d.String(), "manifests/v1"} {
-				req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet,
-					fmt.Sprintf("%s/v2/admin/%s?ns=%s", srv.URL, path, host), nil)
-				req.Header.Set(registry.PeerHeader, "node-x")
-				req.Header.Set(oci.CoalesceHeader, "1")
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusNotFound {
-					t.Errorf("%s: status %d, want 404", path, resp.StatusCode)
+				if status := askAsPeer(t, fmt.Sprintf("%s/v2/admin/%s?ns=%s", srv.URL, path, host)); status != http.StatusNotFound {
+					t.Errorf("%s: status %d, want 404", path, status)
 				}
 			}
 			if got := hits.Load() > 0; got != tt.want {
@@ -101,4 +85,43 @@ func named(t *testing.T, host string) *config.Registries {
 		t.Fatal(err)
 	}
 	return reg
+}
+
+// coalescingServer is a registry with an empty store whose coalescer
+// fetches through upstreams named by reg; cfg's spool defaults to 1 MiB
+// for a minute in the test's directory.
+func coalescingServer(t *testing.T, reg *config.Registries, cfg coalesce.Config) *httptest.Server {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = filepath.Join(t.TempDir(), "spool")
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = 1 << 20
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = time.Minute
+	}
+	c, err := coalesce.New(upstream.New(reg), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	srv := httptest.NewServer(registry.New(memory.New(), registry.WithCoalescer(c)))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// askAsPeer GETs url as a peer asking the node to coalesce, and returns
+// the status.
+func askAsPeer(t *testing.T, url string) int {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	req.Header.Set(registry.PeerHeader, "node-x")
+	req.Header.Set(oci.CoalesceHeader, "1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
