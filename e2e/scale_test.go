@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -104,4 +105,33 @@ func copyAsUnpacked(t *testing.T, src, dst string) string {
 		t.Fatal(err)
 	}
 	return dst
+}
+
+// TestNode_PprofOnlyWhenAsked: Go's profiles are on the metrics listener
+// only with --pprof (the profile in RATIONALE.md was taken this way).
+func TestNode_PprofOnlyWhenAsked(t *testing.T) {
+	dir := t.TempDir()
+	for i, tc := range []struct {
+		args []string
+		want int
+	}{
+		{nil, http.StatusNotFound},
+		{[]string{"--pprof"}, http.StatusOK},
+	} {
+		spec := cluster.Spec{Name: fmt.Sprintf("pprof%d", i), IP: fmt.Sprintf("127.0.0.%d", 20+i),
+			Store: "oci:" + filepath.Join(dir, fmt.Sprint(i), "oci"), DataDir: filepath.Join(dir, fmt.Sprint(i)), Args: tc.args}
+		n, err := cluster.Start(t.Context(), sluiceBin, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Stop)
+		resp, err := http.Get(n.MetricsURL() + "/debug/pprof/heap")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%v: /debug/pprof/heap status %d, want %d", tc.args, resp.StatusCode, tc.want)
+		}
+	}
 }

@@ -68,7 +68,7 @@ func runFlags(cfg *runConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.Registries, "registries", "", "k3s/RKE2 registries.yaml: its mirrors are the shared registries (default: share all)")
 	fs.Var(&cfg.Policy, "policy", "policy path: directory, OPA bundle .tar.gz, .rego, data .json/.yaml or .wasm (repeatable; default: the shipped k3s policy)")
 	fs.StringVar(&cfg.PolicyVerificationKey, "policy-verification-key", "", "public key (PEM) that OPA bundles must be signed with")
-	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the metrics listener (keep that listener on loopback)")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the metrics listener (which must then be on loopback)")
 	fs.BoolVar(&cfg.PolicyFailOpen, "policy-fail-open", false, "treat a policy engine error as allow instead of deny")
 	fs.StringVar(&cfg.PolicyConfig, "policy-config", "", "OPA configuration file: bundles from a bundle service or OCI registry (ANDed with --policy), decision_logs, status")
 	fs.DurationVar(&cfg.ResolveTimeout, "resolve-timeout", 20*time.Millisecond, "how long to look for peers before answering 404")
@@ -133,6 +133,9 @@ func (cfg *runConfig) validate() error {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout %s: must be positive", cfg.ShutdownTimeout))
+	}
+	if cfg.Pprof && !isLoopbackAddr(cfg.MetricsAddr) {
+		errs = append(errs, fmt.Errorf("--pprof needs a loopback --metrics-addr, not %q: profiles show the heap and a CPU profile costs CPU to anyone who asks", cfg.MetricsAddr))
 	}
 	if err := cfg.Coalesce.validate(); err != nil {
 		errs = append(errs, err)

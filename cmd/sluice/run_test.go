@@ -33,6 +33,14 @@ func TestParseRunConfig_Validation(t *testing.T) {
 		{name: "peer-fetch-parallel zero", args: []string{"--peer-fetch-parallel", "0"}, wantErr: "--peer-fetch-parallel"},
 		{name: "read-header-timeout zero", args: []string{"--read-header-timeout", "0s"}, wantErr: "--read-header-timeout"},
 		{name: "resolve-timeout zero", args: []string{"--resolve-timeout", "0s"}, wantErr: "--resolve-timeout"},
+		{name: "pprof on a reachable metrics listener", args: []string{"--pprof", "--metrics-addr", ":9090"}, wantErr: "--pprof"},
+		{name: "pprof without metrics listener", args: []string{"--pprof", "--metrics-addr", ""}, wantErr: "--pprof"},
+		{name: "pprof on loopback", args: []string{"--pprof", "--metrics-addr", "127.0.0.1:9090"},
+			check: func(t *testing.T, cfg *runConfig) {
+				if !cfg.Pprof {
+					t.Error("--pprof not set")
+				}
+			}},
 		{
 			name: "config integer kept exact", config: "peer-rate-limit: 1000000\nmax-peer-fetches: 128\n",
 			check: func(t *testing.T, cfg *runConfig) {
