@@ -31,7 +31,8 @@ func servedToPeers(nd *node) float64 {
 // TestMirror_MultiPeerPaced: with three paced providers, each one sends a
 // share of the blob (the speed-up is BenchmarkMirror_MultiPeerPaced).
 func TestMirror_MultiPeerPaced(t *testing.T) {
-	t.Parallel()
+	// Not parallel: the shares depend on the providers' pacing, not on
+	// which test the scheduler runs.
 	const rate, size = 8 * mib, 24 * mib
 	c := newClusterWith(t, 4, clusterCfg{reg: []registry.Option{registry.WithPeerRateLimit(rate)}})
 	img := buildImage(t, size)
