@@ -39,8 +39,10 @@ test: lint opa-test containerd wasm-examples unit e2e deploy-test
 unit:
 	$(GO) test -race -count=1 $(RACE_PKGS)
 
+# One e2e package at a time (-p 1): the five-node rollout next to the
+# hostile suite's 500 clients on 2 cores missed its first-byte budget.
 e2e: containerd
-	$(GO) test -count=1 -timeout 20m ./e2e/...
+	$(GO) test -p 1 -count=1 -timeout 20m ./e2e/...
 
 conformance: containerd
 	$(GO) test -count=1 -v ./e2e/conformance/
