@@ -103,15 +103,7 @@ func newNode(t *testing.T, cfg coalesce.Config, mirrors []string, data string, o
 		mirrors = []string{"*"}
 	}
 	pol.SetMirrors(mirrors)
-	if cfg.Dir == "" {
-		cfg.Dir = filepath.Join(t.TempDir(), "spool")
-	}
-	if cfg.MaxBytes == 0 {
-		cfg.MaxBytes = 64 << 20
-	}
-	if cfg.TTL == 0 {
-		cfg.TTL = time.Minute
-	}
+	cfg = testSpool(t, cfg, 64<<20)
 	if cfg.FirstByte == 0 {
 		cfg.FirstByte = 30 * time.Second // -race on a loaded 2-core box
 	}
@@ -307,4 +299,20 @@ func waitEmpty(t *testing.T, dir string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// testSpool fills what cfg leaves unset: a spool of maxBytes in the
+// test's directory, kept for a minute.
+func testSpool(t *testing.T, cfg coalesce.Config, maxBytes int64) coalesce.Config {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = filepath.Join(t.TempDir(), "spool")
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = maxBytes
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = time.Minute
+	}
+	return cfg
 }

@@ -4,10 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -92,16 +90,7 @@ func named(t *testing.T, host string) *config.Registries {
 // for a minute in the test's directory.
 func coalescingServer(t *testing.T, reg *config.Registries, cfg coalesce.Config) *httptest.Server {
 	t.Helper()
-	if cfg.Dir == "" {
-		cfg.Dir = filepath.Join(t.TempDir(), "spool")
-	}
-	if cfg.MaxBytes == 0 {
-		cfg.MaxBytes = 1 << 20
-	}
-	if cfg.TTL == 0 {
-		cfg.TTL = time.Minute
-	}
-	c, err := coalesce.New(upstream.New(reg), cfg)
+	c, err := coalesce.New(upstream.New(reg), testSpool(t, cfg, 1<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
