@@ -11,12 +11,10 @@ import (
 	"slices"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
-	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
@@ -54,15 +52,13 @@ type Engine struct {
 // that does not allow.
 //
 // hot, when set, answers the common case cheaply: it says only whether
-// the decision allows. It is the allow rule partially evaluated at load
-// against an unknown input (data known), so that what depends on data
-// alone (settings, helper rules) is folded away; when the package has
-// deny rules, or reasons rules that may hold while allow does, there is
-// no hot query. A decision the hot query does not allow is evaluated
-// again by the full query, which then decides and gives the reasons.
+// the decision allows (see hotQuery). When the package has deny rules, or
+// reasons rules that may hold while allow does, there is no hot query. A
+// decision the hot query does not allow is evaluated again by the full
+// query, which then decides and gives the reasons.
 type query struct {
 	pq                   rego.PreparedEvalQuery
-	hot                  *rego.PreparedEvalQuery
+	hot                  *hotQuery
 	hotAction            ast.String // the input.action hot was specialized for
 	allow, deny, reasons int
 	undefined            bool // the package defines none of them
@@ -106,6 +102,7 @@ func New(ctx context.Context, modules map[string]*ast.Module, data map[string]an
 		if compiler, err = compile(extra, &reads); err != nil {
 			return nil, err
 		}
+		modules = extra
 	}
 	store := inmem.NewFromObject(data)
 	e := &Engine{queries: make(map[string]*query, len(actions)), metrics: metrics.NoOp()}
@@ -145,8 +142,8 @@ func New(ctx context.Context, modules map[string]*ast.Module, data map[string]an
 		if q.allow >= 0 && q.deny < 0 && reasonsNeedDeny(compiler, action) {
 			// A failed partial evaluation leaves the full query to answer.
 			unknowns := e.unknowns()
-			if hot, err := prepareHot(ctx, compiler, store, action, unknowns); err == nil {
-				q.hot = &hot
+			if hot, err := prepareHot(ctx, compiler, modules, store, action, unknowns); err == nil {
+				q.hot = hot
 				if unknowns != nil {
 					q.hotAction = ast.String(action)
 				}
@@ -242,40 +239,6 @@ func reasonsNeedDeny(compiler *ast.Compiler, action string) bool {
 
 var buildMu sync.Mutex
 
-// hotBudget bounds the partial evaluation of one action at load: a policy
-// that computes much from data alone is left to the full query rather
-// than delaying a load or reload.
-const hotBudget = 250 * time.Millisecond
-
-// prepareHot partially evaluates data.sluice.<action>.allow with input
-// unknown and prepares the residual policy. Non-deterministic builtins
-// (time, http.send, rand) are kept for evaluation time. With unknowns
-// given (the top-level input fields the set reads, but action), the input
-// is {"action": action} and those fields unknown: the rules and branches
-// of other actions fold away, and the residual is only valid for inputs
-// of that action (Eval checks).
-func prepareHot(ctx context.Context, compiler *ast.Compiler, store storage.Store, action string, unknowns []string) (rego.PreparedEvalQuery, error) {
-	ctx, cancel := context.WithTimeout(ctx, hotBudget)
-	defer cancel()
-	opts := []func(*rego.Rego){
-		rego.ParsedQuery(ast.NewBody(ast.NewExpr(ast.RefTerm(ruleRef(action, "allow")...)))),
-		rego.Compiler(compiler),
-		rego.Store(store),
-		rego.NondeterministicBuiltins(false),
-	}
-	if unknowns != nil {
-		opts = append(opts, rego.ParsedInput(ast.NewObject([2]*ast.Term{ast.StringTerm("action"), ast.StringTerm(action)})),
-			rego.Unknowns(unknowns))
-	} else {
-		opts = append(opts, rego.Unknowns([]string{"input"}))
-	}
-	pr, err := rego.New(opts...).PartialResult(ctx)
-	if err != nil {
-		return rego.PreparedEvalQuery{}, err
-	}
-	return pr.Rego(rego.GenerateJSON(keepTerm)).PrepareForEval(ctx)
-}
-
 // compile compiles modules; reads receives what they read of the input.
 func compile(modules map[string]*ast.Module, reads *inputAnalysis) (*ast.Compiler, error) {
 	compiler := ast.NewCompiler().WithStageAfterID(analyzeAfter, analyzeStage(reads))
@@ -310,24 +273,20 @@ func (e *Engine) Eval(ctx context.Context, action string, input ast.Value) (Resu
 	}
 	vc := getFlatCache()
 	defer vc.put()
-	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalMetrics(e.metrics), rego.EvalVirtualCache(vc)}
+	var cancel topdown.Cancel = noCancel{}
 	if ctx.Done() != nil {
 		// Cancel through context.AfterFunc rather than the goroutine OPA
 		// starts per evaluation when no external cancel is given.
 		c := topdown.NewCancel()
 		stop := context.AfterFunc(ctx, c.Cancel)
 		defer stop()
-		opts = append(opts, rego.EvalExternalCancel(c))
-	} else {
-		opts = append(opts, rego.EvalExternalCancel(noCancel{}))
+		cancel = c
 	}
-	if q.hot != nil && q.hotFor(input) {
-		if rs, err := q.hot.Eval(ctx, opts...); err == nil && allows(rs) {
-			return Result{Allow: true}, nil
-		}
-		// Not allowed, undefined or an error: the full query decides.
+	if q.hot != nil && q.hotFor(input) && q.hot.allows(ctx, input, cancel, vc) {
+		return Result{Allow: true}, nil
 	}
-	rs, err := q.pq.Eval(ctx, opts...)
+	// Not allowed, undefined or an error: the full query decides.
+	rs, err := q.pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalMetrics(e.metrics), rego.EvalVirtualCache(vc), rego.EvalExternalCancel(cancel))
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return Result{}, fmt.Errorf("%w: %w", ctxErr, err)
@@ -363,19 +322,6 @@ func (q *query) hotFor(input ast.Value) bool {
 }
 
 var actionKey = ast.StringTerm("action")
-
-// allows reports whether a hot query's result is the boolean true.
-func allows(rs rego.ResultSet) bool {
-	if len(rs) != 1 || len(rs[0].Expressions) == 0 {
-		return false
-	}
-	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
-	if !ok {
-		return false
-	}
-	b, ok := t.Value.(ast.Boolean)
-	return ok && bool(b)
-}
 
 func (q *query) result(action string, arr *ast.Array) Result {
 	var r Result

@@ -1,0 +1,144 @@
+package regoeng
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/topdown"
+)
+
+// hotQuery answers only "does this decision allow?", cheaply: it is
+// data.sluice.<action>.allow == true partially evaluated at load against
+// an unknown input (data known), so that what depends on data alone
+// (settings, helper rules) is folded away, and the residual then
+// flattened (see flatten). It allows when one of its bodies succeeds.
+//
+// It runs on OPA's evaluator (topdown) directly, without the rego
+// package's per-evaluation set-up, against a compiler that holds only the
+// residual's support rules (and the policy's own modules when the
+// residual still reads them).
+type hotQuery struct {
+	bodies   []ast.Body // compiled queries; allow when any succeeds
+	always   bool       // a body is empty: every input of the action allows
+	compiler *ast.Compiler
+	store    storage.Store
+	metrics  metrics.Metrics
+}
+
+// hotBudget bounds the partial evaluation of one action at load: a policy
+// that computes much from data alone is left to the full query rather
+// than delaying a load or reload.
+const hotBudget = 250 * time.Millisecond
+
+// partialNS is the package the residual's support rules are written to.
+const partialNS = "__sluice_hot__"
+
+// prepareHot partially evaluates data.sluice.<action>.allow == true with
+// input unknown, flattens the residual and compiles it. Non-deterministic
+// builtins (time, http.send, rand) are kept for evaluation time. With
+// unknowns given (the top-level input fields the set reads, but action),
+// the input is {"action": action} and those fields unknown: the rules and
+// branches of other actions fold away, and the residual is only valid for
+// inputs of that action (Eval checks).
+func prepareHot(ctx context.Context, compiler *ast.Compiler, modules map[string]*ast.Module, store storage.Store, action string, unknowns []string) (*hotQuery, error) {
+	ctx, cancel := context.WithTimeout(ctx, hotBudget)
+	defer cancel()
+	query := ast.NewBody(ast.Equality.Expr(ast.RefTerm(ruleRef(action, "allow")...), ast.BooleanTerm(true)))
+	opts := []func(*rego.Rego){
+		rego.ParsedQuery(query),
+		rego.Compiler(compiler),
+		rego.Store(store),
+		rego.NondeterministicBuiltins(false),
+		rego.PartialNamespace(partialNS),
+	}
+	if unknowns != nil {
+		opts = append(opts, rego.ParsedInput(ast.NewObject([2]*ast.Term{ast.StringTerm("action"), ast.StringTerm(action)})),
+			rego.Unknowns(unknowns))
+	} else {
+		opts = append(opts, rego.Unknowns([]string{"input"}))
+	}
+	pq, err := rego.New(opts...).Partial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(pq.Queries) == 0 {
+		return nil, errors.New("allow never holds")
+	}
+	r := newResidual(pq)
+	r.inlineQueries()
+	r.flatten()
+
+	mods := make(map[string]*ast.Module, len(r.support)+len(modules))
+	for i, m := range r.support {
+		mods["__sluice_hot_"+strconv.Itoa(i)+"__"] = m
+	}
+	if r.readsOutside() {
+		// The residual still reads rules of the policy (a rule partial
+		// evaluation kept, such as one calling a non-deterministic
+		// builtin): compile it with copies of the policy's modules.
+		for name, m := range modules {
+			mods[name] = m.Copy()
+		}
+	}
+	c := ast.NewCompiler()
+	c.Compile(mods)
+	if c.Failed() {
+		return nil, fmt.Errorf("compile residual: %w", c.Errors)
+	}
+	h := &hotQuery{compiler: c, store: store, metrics: metrics.NoOp()}
+	qc := c.QueryCompiler()
+	for _, body := range r.queries {
+		if len(body) == 0 {
+			h.always = true
+			return h, nil
+		}
+		compiled, err := qc.Compile(body)
+		if err != nil {
+			return nil, fmt.Errorf("compile residual query: %w", err)
+		}
+		h.bodies = append(h.bodies, compiled)
+	}
+	return h, nil
+}
+
+// errFound stops a hot query at its first result.
+var errFound = errors.New("found")
+
+// allows reports whether a body of the hot query succeeds for input. An
+// error (cancellation, a builtin error under strict mode) counts as not
+// allowing: the full query then decides and reports it.
+func (h *hotQuery) allows(ctx context.Context, input ast.Value, cancel topdown.Cancel, vc topdown.VirtualCache) bool {
+	if h.always {
+		return true
+	}
+	txn, err := h.store.NewTransaction(ctx)
+	if err != nil {
+		return false
+	}
+	defer h.store.Abort(ctx, txn)
+	in := ast.NewTerm(input)
+	for _, body := range h.bodies {
+		err := topdown.NewQuery(body).
+			WithCompiler(h.compiler).
+			WithStore(h.store).
+			WithTransaction(txn).
+			WithInput(in).
+			WithMetrics(h.metrics).
+			WithCancel(cancel).
+			WithIndexing(true).
+			WithEarlyExit(true).
+			WithVirtualCache(vc).
+			Iter(ctx, func(topdown.QueryResult) error { return errFound })
+		if errors.Is(err, errFound) {
+			return true
+		}
+	}
+	return false
+}
