@@ -28,7 +28,7 @@ type hotQuery struct {
 	bodies   []ast.Body // compiled queries; allow when any succeeds
 	always   bool       // a body is empty: every input of the action allows
 	compiler *ast.Compiler
-	store    storage.Store
+	store    storage.Store // nil when the bodies read nothing under data
 	metrics  metrics.Metrics
 }
 
@@ -92,7 +92,10 @@ func prepareHot(ctx context.Context, compiler *ast.Compiler, modules map[string]
 	if c.Failed() {
 		return nil, fmt.Errorf("compile residual: %w", c.Errors)
 	}
-	h := &hotQuery{compiler: c, store: store, metrics: metrics.NoOp()}
+	h := &hotQuery{compiler: c, metrics: metrics.NoOp()}
+	if readsData(r.queries) {
+		h.store = store
+	}
 	qc := c.QueryCompiler()
 	for _, body := range r.queries {
 		if len(body) == 0 {
@@ -108,6 +111,24 @@ func prepareHot(ctx context.Context, compiler *ast.Compiler, modules map[string]
 	return h, nil
 }
 
+// readsData reports whether a body refers to a document under data (a
+// support rule or the policy's data): without, the evaluation needs no
+// storage transaction.
+func readsData(bodies []ast.Body) bool {
+	found := false
+	for _, b := range bodies {
+		ast.WalkRefs(b, func(ref ast.Ref) bool {
+			found = found || ref.HasPrefix(ast.DefaultRootRef)
+			return found
+		})
+		ast.WalkVars(b, func(v ast.Var) bool {
+			found = found || v.Equal(ast.DefaultRootDocument.Value)
+			return found
+		})
+	}
+	return found
+}
+
 // errFound stops a hot query at its first result.
 var errFound = errors.New("found")
 
@@ -118,18 +139,21 @@ func (h *hotQuery) allows(ctx context.Context, input ast.Value, cancel topdown.C
 	if h.always {
 		return true
 	}
-	txn, err := h.store.NewTransaction(ctx)
-	if err != nil {
-		return false
+	var txn storage.Transaction
+	if h.store != nil {
+		var err error
+		if txn, err = h.store.NewTransaction(ctx); err != nil {
+			return false
+		}
+		defer h.store.Abort(ctx, txn)
 	}
-	defer h.store.Abort(ctx, txn)
 	in := ast.NewTerm(input)
 	for _, body := range h.bodies {
-		err := topdown.NewQuery(body).
-			WithCompiler(h.compiler).
-			WithStore(h.store).
-			WithTransaction(txn).
-			WithInput(in).
+		q := topdown.NewQuery(body).WithCompiler(h.compiler)
+		if txn != nil {
+			q = q.WithStore(h.store).WithTransaction(txn)
+		}
+		err := q.WithInput(in).
 			WithMetrics(h.metrics).
 			WithCancel(cancel).
 			WithIndexing(true).

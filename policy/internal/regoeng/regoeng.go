@@ -318,7 +318,11 @@ func (q *query) hotFor(input ast.Value) bool {
 		return false
 	}
 	t := o.Get(actionKey)
-	return t != nil && t.Value.Compare(q.hotAction) == 0
+	if t == nil {
+		return false
+	}
+	s, ok := t.Value.(ast.String)
+	return ok && s == q.hotAction
 }
 
 var actionKey = ast.StringTerm("action")
