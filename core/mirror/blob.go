@@ -115,7 +115,9 @@ type stream struct {
 	marks            [][]byte  // hash state at the end of each segment
 }
 
-func (s *stream) run(resp *http.Response, p routing.Peer) error {
+// copier returns the verifiedCopy that takes s's bytes in blob order: it
+// hashes them, writes the client's window and holds its tail until finish.
+func (s *stream) copier() *verifiedCopy {
 	v := &verifiedCopy{
 		w: s.w, h: s.h, winStart: s.winStart, winEnd: s.winEnd,
 		fetched: s.m.metrics.BytesFetched.WithLabelValues("peer"),
@@ -124,6 +126,29 @@ func (s *stream) run(resp *http.Response, p routing.Peer) error {
 	if s.m.verifyOff {
 		v.h = nil
 	}
+	return v
+}
+
+// finish ends a transfer whose bytes all went through v, from one peer or
+// several: the digest is checked first (a mismatch blames the peers of
+// s.segs and aborts the response), and only then is the held tail of the
+// client's window written.
+func (s *stream) finish(v *verifiedCopy) error {
+	if v.Off() != s.size || v.Sum() != nil && digest.NewDigest(s.ref.Digest.Algorithm(), v.Sum()) != s.ref.Digest {
+		s.m.blame(s.ctx, s.ref, s.path, s.size, s.segs, s.marks, s.peers.remaining())
+		return fmt.Errorf("blob %s from %d peer segment(s) does not match its digest: %w", s.ref.Digest, len(s.segs), registry.ErrAborted)
+	}
+	if held := v.Held(); len(held) > 0 {
+		if _, err := s.w.Write(held); err != nil {
+			return registry.ErrAborted
+		}
+		s.m.metrics.BytesServed.WithLabelValues("local").Add(float64(len(held)))
+	}
+	return nil
+}
+
+func (s *stream) run(resp *http.Response, p routing.Peer) error {
+	v := s.copier()
 	for {
 		start := v.Off()
 		_, err := v.ReadFrom(s.ctx, resp.Body, s.size-start)
@@ -152,15 +177,5 @@ func (s *stream) run(resp *http.Response, p routing.Peer) error {
 			return fmt.Errorf("resume %s: peer %s sent %d bytes for %d: %w", s.ref.Digest, p.ID, resp.ContentLength, s.size-off, registry.ErrAborted)
 		}
 	}
-	if v.Off() != s.size || v.Sum() != nil && digest.NewDigest(s.ref.Digest.Algorithm(), v.Sum()) != s.ref.Digest {
-		s.m.blame(s.ctx, s.ref, s.path, s.size, s.segs, s.marks, s.peers.remaining())
-		return fmt.Errorf("blob %s from peers does not match its digest: %w", s.ref.Digest, registry.ErrAborted)
-	}
-	if held := v.Held(); len(held) > 0 {
-		if _, err := s.w.Write(held); err != nil {
-			return registry.ErrAborted
-		}
-		s.m.metrics.BytesServed.WithLabelValues("local").Add(float64(len(held)))
-	}
-	return nil
+	return s.finish(v)
 }

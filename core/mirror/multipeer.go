@@ -1,14 +1,11 @@
 package mirror
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"hash"
 	"net/http"
 	"sync"
-
-	"github.com/opencontainers/go-digest"
 
 	"github.com/sluice-oci/sluice/core/registry"
 	"github.com/sluice-oci/sluice/core/routing"
@@ -23,9 +20,13 @@ import (
 // ends the client's window is held back until the whole blob matched its
 // digest, as on the single-peer path: a mismatch aborts the response.
 //
-// Rebalancing is work stealing. A worker whose provider fails leaves its
-// piece (with the bytes it received) for the next worker, which asks its
-// own provider for the rest. A worker with nothing to take (the window is
+// Rebalancing is work stealing. A worker whose provider fails (a reset or
+// an early EOF, seen on the read that hits it) leaves its piece, with the
+// bytes it received, and the rest is asked for at once: by a worker with
+// nothing to do, or else by a new worker on a provider not used yet, or
+// else on a second connection to the live provider that delivered the
+// most so far. It never waits for a busy worker to finish its chunk, nor
+// for a timeout. A worker with nothing to take (the window is
 // full, or every chunk is taken) splits the earliest piece still in
 // progress and fetches its second half: a slow provider holding the head
 // of the window is relieved of half its work each time the others run dry.
@@ -82,7 +83,14 @@ type fetch struct {
 	base    int64 // blob bytes hashed so far
 	bufs    map[int64]*[]byte
 	workers int // running workers
+	idle    int // workers waiting in take for something to do
 	ids     int
+	// got is the bytes each provider (by ID) delivered so far; a provider
+	// that failed is in dead. They choose who takes over a dead provider's
+	// range at once (multipeer_worker.go, drop).
+	got  map[string]int64
+	dead map[string]bool
+	live map[string]routing.Peer // providers with a worker started
 }
 
 // multiPeer reports whether s should be fetched from several providers:
@@ -97,7 +105,8 @@ func (m *Mirror) fetchRanges(s *stream, resp *http.Response, p routing.Peer) err
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	f := &fetch{m: m, ctx: ctx, cancel: cancel, peers: s.peers, path: s.path, size: s.size,
-		window: m.parallel + 2, changed: make(chan struct{}), bufs: map[int64]*[]byte{}}
+		window: m.parallel + 2, changed: make(chan struct{}), bufs: map[int64]*[]byte{},
+		got: map[string]int64{}, dead: map[string]bool{}, live: map[string]routing.Peer{}}
 	defer f.release()
 	f.spawn(p, resp.Body, 0)
 	for f.workers < m.parallel {
@@ -121,14 +130,12 @@ func (m *Mirror) fetchRanges(s *stream, resp *http.Response, p routing.Peer) err
 }
 
 // consume hashes the blob in order as workers fill it, writes the client's
-// window, and completes only when the digest matched.
+// window through the same verifiedCopy as the single-peer path (so the
+// window, the held tail and the counters are one piece of code), and
+// completes only when the digest matched (stream.finish).
 func (f *fetch) consume(s *stream) error {
-	var segs []segment
-	var marks [][]byte
-	var held []byte
-	h := s.h
-	fetched := f.m.metrics.BytesFetched.WithLabelValues("peer")
-	served := f.m.metrics.BytesServed.WithLabelValues("local")
+	v := s.copier()
+	v.h = s.h // always hashed here: the segment marks are hash states
 	for f.base < f.size {
 		part, sg, closed, err := f.ready()
 		if err != nil {
@@ -137,37 +144,16 @@ func (f *fetch) consume(s *stream) error {
 			}
 			return fmt.Errorf("blob %s at %d: %v: %w", s.ref.Digest, f.base, err, registry.ErrAborted)
 		}
-		lo, hi := f.base, f.base+int64(len(part))
-		h.Write(part)
-		fetched.Add(float64(len(part)))
-		if hi > s.winStart && lo < s.winEnd {
-			w := part[max(s.winStart, lo)-lo : min(s.winEnd, hi)-lo]
-			if hi < s.winEnd {
-				if _, err := s.w.Write(w); err != nil {
-					return registry.ErrAborted
-				}
-				served.Add(float64(len(w)))
-			} else {
-				held = bytes.Clone(w)
-			}
-		}
-		if closed {
-			segs, marks = addSegment(segs, marks, sg, h)
-			registry.NoteFetched(s.ctx, sg.peer.ID, sg.end-sg.start)
-		}
-		f.advance(hi)
-	}
-	if digest.NewDigest(s.ref.Digest.Algorithm(), h) != s.ref.Digest {
-		f.m.blame(s.ctx, s.ref, s.path, s.size, segs, marks, s.peers.remaining())
-		return fmt.Errorf("blob %s from %d peers does not match its digest: %w", s.ref.Digest, len(segs), registry.ErrAborted)
-	}
-	if len(held) > 0 {
-		if _, err := s.w.Write(held); err != nil {
+		if _, err := v.Write(part); err != nil {
 			return registry.ErrAborted
 		}
-		served.Add(float64(len(held)))
+		if closed {
+			s.segs, s.marks = addSegment(s.segs, s.marks, sg, s.h)
+			registry.NoteFetched(s.ctx, sg.peer.ID, sg.end-sg.start)
+		}
+		f.advance(v.Off())
 	}
-	return nil
+	return s.finish(v)
 }
 
 // addSegment records sg as hashed, with the hash state at its end; a

@@ -2,8 +2,12 @@ package mirror_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,43 +86,98 @@ func fetchBlob(t testing.TB, c *cluster, img *testimage.Image) time.Duration {
 	return el
 }
 
+// gate holds a response once shut reports true: its writes wait until
+// open is closed (or the request ends).
+type gate struct {
+	http.ResponseWriter
+	shut func() bool
+	open <-chan struct{}
+	ctx  context.Context
+}
+
+func (g gate) Write(b []byte) (int, error) {
+	if g.shut() {
+		select {
+		case <-g.open:
+		case <-g.ctx.Done():
+			return 0, g.ctx.Err()
+		}
+	}
+	return g.ResponseWriter.Write(b)
+}
+
+func (g gate) Unwrap() http.ResponseWriter { return g.ResponseWriter }
+
 func TestMirror_MultiPeerProviderKilled(t *testing.T) {
 	t.Parallel()
-	// Three paced providers; once it sent 1 MiB, provider 1 dies: its connections
-	// drop and it answers nothing more (its records stay on the router,
-	// as a dead node's do). The pull completes with the right digest.
+	// Three paced providers, each in the middle of its first chunk; then
+	// provider 1 dies: its connections drop (the reader sees a reset or an
+	// early EOF) and it answers nothing more (its records stay on the
+	// router, as a dead node's do). From that moment the two others hold
+	// the responses they were sending (they stay busy with their chunks)
+	// until some provider is asked for more: only an immediate
+	// re-assignment of the dead provider's range lets the pull go on. The
+	// idle timeout is a minute, so no watchdog can rescue it; the pull must
+	// complete, with the right digest, within the test's own 10 s.
 	const rate, size = 8 * mib, 16 * mib
-	c := newClusterWith(t, 4, clusterCfg{reg: []registry.Option{registry.WithPeerRateLimit(rate)}})
+	c := newClusterWith(t, 4, clusterCfg{
+		opts: []mirror.Option{mirror.WithIdleTimeout(time.Minute)},
+		reg:  []registry.Option{registry.WithPeerRateLimit(rate)},
+	})
 	img := buildImage(t, size)
 	l := img.Largest()
 	for i := range 3 {
 		c.hold(t, i, img)
 	}
 	var dead atomic.Bool
+	reassigned := make(chan struct{})
+	var reassign sync.Once
 	victim := c.nodes[1]
-	good := victim.handler
-	victim.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if dead.Load() {
-			panic(http.ErrAbortHandler)
-		}
-		good.ServeHTTP(w, r)
-	})
-	go func() { // dies once it sent 1 MiB
-		for servedToPeers(victim) < mib && t.Context().Err() == nil {
-			time.Sleep(2 * time.Millisecond)
+	for i, nd := range c.nodes[:3] {
+		good := nd.handler
+		nd.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case i == 1 && dead.Load():
+				panic(http.ErrAbortHandler)
+			case i == 1 || !strings.Contains(r.URL.Path, l.Digest.Encoded()):
+				good.ServeHTTP(w, r)
+			case dead.Load(): // asked after the death: the range was re-assigned
+				reassign.Do(func() { close(reassigned) })
+				good.ServeHTTP(w, r)
+			default: // started before the death: held from then on
+				good.ServeHTTP(gate{ResponseWriter: w, shut: dead.Load, open: reassigned, ctx: r.Context()}, r)
+			}
+		})
+	}
+	go func() { // dies once every provider is well into its first chunk
+		for t.Context().Err() == nil {
+			if servedToPeers(c.nodes[0]) >= 1.5*mib && servedToPeers(victim) >= 1.5*mib && servedToPeers(c.nodes[2]) >= 1.5*mib {
+				break
+			}
+			time.Sleep(time.Millisecond)
 		}
 		dead.Store(true)
 		victim.srv.CloseClientConnections()
 	}()
-	resp, body, err := get(t, c.blobURL(3, l.Digest))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.blobURL(3, l.Digest), nil)
+	resp, err := http.DefaultClient.Do(req)
+	var body []byte
+	if err == nil {
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	select {
+	case <-reassigned:
+	default:
+		t.Fatalf("the dead provider's range was not asked of another provider while they were busy (pull: %v, dead %v, served %.1f %.1f %.1f MiB)", err, dead.Load(), servedToPeers(c.nodes[0])/mib, servedToPeers(victim)/mib, servedToPeers(c.nodes[2])/mib)
+	}
 	if err != nil || resp.StatusCode != 200 || digest.FromBytes(body) != l.Digest {
 		t.Fatalf("get: %v %v", err, resp)
 	}
 	if !dead.Load() {
 		t.Fatal("the pull ended before the provider was killed; the test tested nothing")
-	}
-	if servedToPeers(victim) == 0 {
-		t.Fatal("the killed provider sent nothing before it died")
 	}
 	if got := counterValue(c.nodes[3].metrics.ResumedFetches); got == 0 {
 		t.Fatal("no range was handed to another provider")

@@ -41,6 +41,7 @@ func (f *fetch) spawn(p routing.Peer, body io.ReadCloser, pos int64) {
 func (f *fetch) spawnLocked(p routing.Peer) *worker {
 	f.ids++
 	f.workers++
+	f.live[p.ID] = p
 	w := &worker{f: f, id: f.ids, p: p}
 	go w.run()
 	return w
@@ -117,12 +118,14 @@ func (f *fetch) take(w *worker) *piece {
 			return pc
 		}
 		ch := f.changed
+		f.idle++
 		f.mu.Unlock()
 		select {
 		case <-ch:
 		case <-f.ctx.Done():
 		}
 		f.mu.Lock()
+		f.idle--
 	}
 }
 
@@ -162,17 +165,50 @@ func (f *fetch) steal(w *worker) *piece {
 // drop frees pc after w's provider failed on it: the bytes received stay,
 // the rest goes to the next worker, and the provider is not asked again
 // for this blob.
+//
+// The rest is asked for at once. A worker waiting for work takes it (the
+// signal wakes it); with none waiting, a new worker starts on a provider
+// not used yet, or else on the live provider that delivered the most so
+// far (a second connection to it): waiting for a busy worker to finish
+// its own chunk would stall the blob's head for a chunk's time, and the
+// window behind it.
 func (f *fetch) drop(pc *piece, w *worker, err error) {
 	f.mu.Lock()
 	pc.owner, pc.reading = -1, 0
+	f.dead[w.p.ID] = true
+	ended := f.ctx.Err() != nil
+	var took routing.Peer
+	if !ended && f.idle == 0 {
+		if p, ok := f.peers.poll(); ok {
+			took = p
+		} else if p, ok := f.busiest(); ok {
+			took = p
+		}
+		if took.ID != "" {
+			f.spawnLocked(took)
+		}
+	}
 	f.signal()
 	f.mu.Unlock()
-	if f.ctx.Err() != nil {
+	if ended {
 		return
 	}
-	f.m.log.Warn("peer failed mid-blob; its range goes to another peer", "peer", w.p.ID, "offset", pc.lo+pc.filled, "err", err)
+	f.m.log.Warn("peer failed mid-blob; its range goes to another peer", "peer", w.p.ID, "offset", pc.lo+pc.filled, "to", took.ID, "err", err)
 	f.m.metrics.ResumedFetches.Inc()
 	f.peers.fail(w.p)
+}
+
+// busiest returns the live provider that delivered the most bytes of the
+// blob so far; f.mu is held.
+func (f *fetch) busiest() (routing.Peer, bool) {
+	var best routing.Peer
+	most := int64(-1)
+	for id, p := range f.live {
+		if !f.dead[id] && f.got[id] > most {
+			best, most = p, f.got[id]
+		}
+	}
+	return best, most >= 0
 }
 
 // fill fetches the rest of pc from w's provider.
@@ -207,6 +243,7 @@ func (w *worker) fill(pc *piece) error {
 		f.mu.Lock()
 		if k > 0 {
 			pc.filled += int64(k)
+			f.got[w.p.ID] += int64(k)
 			if g := len(pc.segs) - 1; g >= 0 && pc.segs[g].peer.ID == w.p.ID && pc.segs[g].end == at {
 				pc.segs[g].end += int64(k)
 			} else {
