@@ -52,8 +52,10 @@ var _ registry.Mirror = (*Mirror)(nil)
 // Option configures a Mirror.
 type Option func(*Mirror)
 
-// WithResolveTimeout bounds the provider lookup (default 20 ms): nothing
-// found by then means 404, so containerd moves on to the next host.
+// WithResolveTimeout bounds the provider lookup (default 50 ms, chosen
+// from the DHT simulation: RATIONALE.md "Why is the resolve budget
+// 50 ms?"): nothing found by then means 404, so containerd moves on to the
+// next host. A lookup that ends sooner without a provider answers sooner.
 func WithResolveTimeout(d time.Duration) Option { return func(m *Mirror) { m.resolveTimeout = d } }
 
 // WithHedgeDelay sets how long the first peer may take to answer before a
@@ -120,7 +122,7 @@ func New(r routing.Router, opts ...Option) *Mirror {
 	}
 	m := &Mirror{
 		router: r, client: &http.Client{Transport: tr, CheckRedirect: noRedirects},
-		resolveTimeout: 20 * time.Millisecond, hedgeDelay: 30 * time.Millisecond, idleTimeout: 5 * time.Second, maxPeers: 8,
+		resolveTimeout: defaultResolveTimeout, hedgeDelay: 30 * time.Millisecond, idleTimeout: 5 * time.Second, maxPeers: 8,
 		quarantine: newQuarantine(2 * time.Minute), sem: make(chan struct{}, 64),
 		health: newHealth(defaultHealthTTL, defaultHealthMax), parallel: defaultParallel,
 	}
@@ -137,6 +139,10 @@ func New(r routing.Router, opts ...Option) *Mirror {
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// defaultResolveTimeout is the lookup budget unless WithResolveTimeout
+// sets another (--resolve-timeout has the same default).
+const defaultResolveTimeout = 50 * time.Millisecond
 
 // errBadPeer marks a peer answer that cannot be used (wrong status, wrong
 // length, wrong digest); the next peer is tried.
