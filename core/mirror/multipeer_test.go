@@ -269,9 +269,11 @@ func TestMirror_PeerFetchParallel(t *testing.T) {
 		t.Run(fmt.Sprintf("parallel=%d/range=%q", tc.parallel, tc.rng), func(t *testing.T) {
 			t.Parallel()
 			// Paced providers so each one's first chunk is still running
-			// when the others ask: every allowed provider gets work.
+			// when the others ask: every allowed provider gets work. No
+			// hedge: a first byte slowed by a loaded machine (-race) would
+			// ask one provider more than the fan-out under test.
 			c := newClusterWith(t, 4, clusterCfg{
-				opts: []mirror.Option{mirror.WithPeerFetchParallel(tc.parallel)},
+				opts: []mirror.Option{mirror.WithPeerFetchParallel(tc.parallel), mirror.WithHedgeDelay(time.Minute)},
 				reg:  []registry.Option{registry.WithPeerRateLimit(16 * mib)},
 			})
 			img := buildImage(t, size)
