@@ -38,7 +38,12 @@ func TestMirror_MultiPeerPaced(t *testing.T) {
 	// Not parallel: the shares depend on the providers' pacing, not on
 	// which test the scheduler runs.
 	const rate, size = 8 * mib, 24 * mib
-	c := newClusterWith(t, 4, clusterCfg{reg: []registry.Option{registry.WithPeerRateLimit(rate)}})
+	// No hedge: a first byte slowed by a loaded machine would race two
+	// providers for the first chunk and leave one without work.
+	c := newClusterWith(t, 4, clusterCfg{
+		opts: []mirror.Option{mirror.WithHedgeDelay(time.Minute)},
+		reg:  []registry.Option{registry.WithPeerRateLimit(rate)},
+	})
 	img := buildImage(t, size)
 	for i := range 3 {
 		c.hold(t, i, img)
@@ -121,7 +126,9 @@ func TestMirror_MultiPeerProviderKilled(t *testing.T) {
 	// complete, with the right digest, within the test's own 10 s.
 	const rate, size = 8 * mib, 16 * mib
 	c := newClusterWith(t, 4, clusterCfg{
-		opts: []mirror.Option{mirror.WithIdleTimeout(time.Minute)},
+		// No hedge either: under -race a slow first byte hedged to another
+		// provider left the victim without work (it never served).
+		opts: []mirror.Option{mirror.WithIdleTimeout(time.Minute), mirror.WithHedgeDelay(time.Minute)},
 		reg:  []registry.Option{registry.WithPeerRateLimit(rate)},
 	})
 	img := buildImage(t, size)
