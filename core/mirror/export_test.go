@@ -4,3 +4,6 @@ package mirror
 // blobs off. It exists for the A/B in BenchmarkPeerBlob only: it is
 // defined in a _test.go file, so no binary can set it.
 func WithoutVerificationForBenchmark() Option { return func(m *Mirror) { m.verifyOff = true } }
+
+// UnhealthyForTest reports whether the peer id is remembered as unhealthy.
+func (m *Mirror) UnhealthyForTest(id string) bool { return m.health.bad(id) }

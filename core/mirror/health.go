@@ -115,6 +115,7 @@ func (h *health) noteAnswer(parent, rctx context.Context, p routing.Peer, took t
 		}
 	case errors.Is(err, errProbeExpired):
 		h.fail(p.ID)
+	case errors.Is(err, errSizeDisagrees): // an answer in time; whose size is wrong is the digest's call
 	case rctx.Err() != nil: // cancelled: another peer answered first
 		if took > h.slowAfter {
 			h.fail(p.ID)
@@ -126,6 +127,13 @@ func (h *health) noteAnswer(parent, rctx context.Context, p routing.Peer, took t
 		}
 	}
 }
+
+// errSizeDisagrees is a provider's answer to a range of a blob whose size
+// it gives differently from the provider that answered first. One of the
+// two lies; only the digest tells which, so neither is held unhealthy for
+// it (a liar answering first would otherwise get every honest provider
+// tried last, for every key, for the health TTL).
+var errSizeDisagrees = errors.New("provider disagrees on the blob's size")
 
 // statusError is a peer answer with an unexpected status.
 type statusError struct {

@@ -35,6 +35,7 @@ type node struct {
 	router  *routing.MemoryNode
 	srv     *httptest.Server
 	metrics *metrics.Metrics
+	mirror  *mirror.Mirror
 	handler http.Handler // wraps the registry, tests may replace
 }
 
@@ -63,6 +64,7 @@ func newClusterWith(t testing.TB, n int, cfg clusterCfg) *cluster {
 		}
 		opts := append([]mirror.Option{mirror.WithSelf(nd.id), mirror.WithMetrics(nd.metrics), mirror.WithResolveTimeout(50 * time.Millisecond)}, cfg.opts...)
 		m := mirror.New(r, opts...)
+		nd.mirror = m
 		reg := registry.New(nd.store, append([]registry.Option{registry.WithMirror(m), registry.WithMetrics(nd.metrics)}, cfg.reg...)...)
 		nd.handler = reg
 		nd.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { nd.handler.ServeHTTP(w, r) }))

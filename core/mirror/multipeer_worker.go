@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/sluice-oci/sluice/core/registry"
@@ -195,6 +196,10 @@ func (f *fetch) drop(pc *piece, w *worker, err error) {
 	}
 	f.m.log.Warn("peer failed mid-blob; its range goes to another peer", "peer", w.p.ID, "offset", pc.lo+pc.filled, "to", took.ID, "err", err)
 	f.m.metrics.ResumedFetches.Inc()
+	if errors.Is(err, errSizeDisagrees) {
+		f.peers.skip(w.p) // not used for this blob, but not blamed: the first provider may be the liar
+		return
+	}
 	f.peers.fail(w.p)
 }
 
@@ -290,8 +295,14 @@ func (f *fetch) open(p routing.Peer, lo, hi int64) (io.ReadCloser, error) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
 		err = &statusError{addr: p.Addr.String(), code: resp.StatusCode}
-		if resp.StatusCode == http.StatusPartialContent {
-			err = fmt.Errorf("%w: %s answered range %d-%d with %q, %d bytes", errBadPeer, p.Addr, lo, hi-1, resp.Header.Get("Content-Range"), resp.ContentLength)
+		if cr := resp.Header.Get("Content-Range"); resp.StatusCode == http.StatusPartialContent {
+			err = fmt.Errorf("%w: %s answered range %d-%d with %q, %d bytes", errBadPeer, p.Addr, lo, hi-1, cr, resp.ContentLength)
+			if asked := fmt.Sprintf("bytes %d-%d/", lo, hi-1); strings.HasPrefix(cr, asked) && resp.ContentLength == hi-lo {
+				// The range asked, of a blob of another size than the
+				// first provider's: one of the two lies, and nothing here
+				// says which (the digest will). Not a sign of ill health.
+				err = fmt.Errorf("%w: %s has it as %s bytes, the first provider as %d", errSizeDisagrees, p.Addr, cr[len(asked):], f.size)
+			}
 		}
 	}
 	m.health.noteAnswer(f.ctx, rctx, p, time.Since(start), err)

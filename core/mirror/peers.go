@@ -230,10 +230,15 @@ func (ps *peerSet) relook(ctx context.Context) bool {
 // fail forgets a peer for this request and remembers it as unhealthy (it
 // broke, stalled or misbehaved mid-transfer).
 func (ps *peerSet) fail(p routing.Peer) {
+	ps.skip(p)
+	ps.m.health.fail(p.ID)
+}
+
+// skip forgets a peer for this request only.
+func (ps *peerSet) skip(p routing.Peer) {
 	ps.mu.Lock()
 	ps.failed[p.ID] = true
 	ps.mu.Unlock()
-	ps.m.health.fail(p.ID)
 }
 
 type answer struct {
