@@ -57,6 +57,15 @@ func prepareHot(ctx context.Context, compiler *ast.Compiler, modules map[string]
 		rego.Store(store),
 		rego.NondeterministicBuiltins(false),
 		rego.PartialNamespace(partialNS),
+		// Without shallow inlining, partial evaluation inlines rules and
+		// copy-propagates "x := input.y" into its uses, under "not" too:
+		// "x := input.y; not x == 2" became "not input.y = 2", which holds
+		// when input.y is missing, where the policy refuses. It also
+		// inlined only the definitions of a rule that agree with the
+		// query, losing the conflict of two that disagree. Shallow, every
+		// rule that reads the input stays a support rule, evaluated as
+		// written; flatten inlines those whose meaning it can keep.
+		rego.ShallowInlining(true),
 	}
 	if unknowns != nil {
 		opts = append(opts, rego.ParsedInput(ast.NewObject([2]*ast.Term{ast.StringTerm("action"), ast.StringTerm(action)})),
@@ -129,12 +138,13 @@ func readsData(bodies []ast.Body) bool {
 	return found
 }
 
-// errFound stops a hot query at its first result.
-var errFound = errors.New("found")
-
 // allows reports whether a body of the hot query succeeds for input. An
-// error (cancellation, a builtin error under strict mode) counts as not
-// allowing: the full query then decides and reports it.
+// error (cancellation, a conflict, a builtin error under strict mode)
+// counts as not allowing, and so does an error in a body before the one
+// that succeeds: the full query, which meets it too, then decides and
+// reports it. A body runs to its end rather than stopping at its first
+// result: the evaluator finds that two definitions of a rule disagree
+// only after handing out the first one's value.
 func (h *hotQuery) allows(ctx context.Context, input ast.Value, cancel topdown.Cancel, vc topdown.VirtualCache) bool {
 	if h.always {
 		return true
@@ -148,6 +158,7 @@ func (h *hotQuery) allows(ctx context.Context, input ast.Value, cancel topdown.C
 		defer h.store.Abort(ctx, txn)
 	}
 	in := ast.NewTerm(input)
+	found := false
 	for _, body := range h.bodies {
 		q := topdown.NewQuery(body).WithCompiler(h.compiler)
 		if txn != nil {
@@ -159,8 +170,11 @@ func (h *hotQuery) allows(ctx context.Context, input ast.Value, cancel topdown.C
 			WithIndexing(true).
 			WithEarlyExit(true).
 			WithVirtualCache(vc).
-			Iter(ctx, func(topdown.QueryResult) error { return errFound })
-		if errors.Is(err, errFound) {
+			Iter(ctx, func(topdown.QueryResult) error { found = true; return nil })
+		if err != nil {
+			return false
+		}
+		if found {
 			return true
 		}
 	}

@@ -135,8 +135,10 @@ func TestHot_SharedCasesMatchFullQuery(t *testing.T) {
 }
 
 // TestHot_ShippedResidualIsFlat: for the shipped policies, the resolve
-// and advertise hot queries read no support rule: partial evaluation's
-// nested negations were rewritten into the query itself.
+// and advertise hot queries read no support rule but functions (shallow
+// partial evaluation keeps every function a call): partial evaluation's
+// nested negations were rewritten into the query itself. Fetch has a hot
+// query.
 func TestHot_ShippedResidualIsFlat(t *testing.T) {
 	t.Parallel()
 	e, err := New(t.Context(), shippedModules(t), map[string]any{}, actions)
@@ -148,11 +150,18 @@ func TestHot_ShippedResidualIsFlat(t *testing.T) {
 		if h == nil {
 			t.Fatalf("%s: no hot query", action)
 		}
+		if action == "fetch" {
+			continue
+		}
 		for _, b := range h.bodies {
 			ast.WalkRefs(b, func(r ast.Ref) bool {
-				if r.HasPrefix(partialRef) {
-					t.Errorf("%s: hot query %v still reads support rule %v", action, b, r)
+				if !r.HasPrefix(partialRef) {
+					return false
 				}
+				if rules := h.compiler.GetRulesExact(r); len(rules) > 0 && len(rules[0].Head.Args) > 0 {
+					return false
+				}
+				t.Errorf("%s: hot query %v still reads support rule %v", action, b, r)
 				return false
 			})
 		}

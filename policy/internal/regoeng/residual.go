@@ -30,8 +30,8 @@ import (
 //     "not e", so an undefined operand would fail the body where the rule
 //     it came from was merely undefined; inside "not { }" they stay in
 //     the negation;
-//   - "r" (n ≥ 2) becomes "(b1) or (b2 or …)", and with one body of one
-//     expression without variables, that expression.
+//   - "r" (n ≥ 2) becomes "(b1) or (b2 or …)", and with one body, that
+//     body's expressions (its variables renamed fresh).
 //
 // Bodies keep their own variables inside "not { }" and "or" (closures),
 // and only expressions without variables (the roots input and data, and
@@ -42,10 +42,16 @@ type residual struct {
 	support []*ast.Module
 	rules   map[string][]*ast.Rule // support rules by the path they define
 	vars    int                    // fresh variables handed out
+	inlines int                    // references replaced
 }
 
-// maxBodyExprs bounds how far flatten grows one body.
-const maxBodyExprs = 64
+// maxBodyExprs bounds how far flatten grows one body, maxInlines how
+// many references it replaces in all (support rules are not recursive,
+// but one may be referred to many times, at many depths).
+const (
+	maxBodyExprs = 64
+	maxInlines   = 512
+)
 
 func newResidual(pq *rego.PartialQueries) *residual {
 	r := &residual{queries: pq.Queries, support: pq.Support, rules: map[string][]*ast.Rule{}}
@@ -53,7 +59,11 @@ func newResidual(pq *rego.PartialQueries) *residual {
 		for _, rule := range m.Rules {
 			p := rule.Ref().String()
 			r.rules[p] = append(r.rules[p], rule)
+			rule.Body = normalize(rule.Body)
 		}
+	}
+	for i := range r.queries {
+		r.queries[i] = normalize(r.queries[i])
 	}
 	return r
 }
@@ -148,24 +158,30 @@ func queryRef(q ast.Body) (ast.Ref, bool) {
 }
 
 // flatten rewrites references to support rules in the queries and the
-// support bodies until none applies (support rules are not recursive, so
-// it ends; the expression bound keeps a pathological residual small).
+// support bodies, and in the bodies of "not { }" and "or" inside them,
+// until none applies (support rules are not recursive, so it ends; the
+// bounds keep a pathological residual small).
 func (r *residual) flatten() {
 	for i := range r.queries {
-		r.queries[i] = r.flattenBody(r.queries[i])
+		r.queries[i] = r.flattenBody(r.queries[i], nil)
 	}
 	for _, m := range r.support {
 		for _, rule := range m.Rules {
-			rule.Body = r.flattenBody(rule.Body)
+			rule.Body = r.flattenBody(rule.Body, nil)
 		}
 	}
 }
 
-func (r *residual) flattenBody(body ast.Body) ast.Body {
+// flattenBody flattens body; outer are the variables of the bodies it is
+// nested in (a closure sees them).
+func (r *residual) flattenBody(body ast.Body, outer ast.VarSet) ast.Body {
 	for range maxBodyExprs {
 		i, repl := -1, []*ast.Expr(nil)
 		for j, e := range body {
-			if x, ok := r.inline(e); ok && len(body)-1+len(x) <= maxBodyExprs {
+			if r.inlines >= maxInlines {
+				break
+			}
+			if x, ok := r.inline(e, body, outer); ok && len(body)-1+len(x) <= maxBodyExprs {
 				i, repl = j, x
 				break
 			}
@@ -173,6 +189,7 @@ func (r *residual) flattenBody(body ast.Body) ast.Body {
 		if i < 0 {
 			break
 		}
+		r.inlines++
 		out := make(ast.Body, 0, len(body)-1+len(repl))
 		out = append(out, body[:i]...)
 		out = append(out, repl...)
@@ -182,42 +199,95 @@ func (r *residual) flattenBody(body ast.Body) ast.Body {
 		}
 		body = out
 	}
+	var vars ast.VarSet
+	for _, e := range body {
+		switch x := e.Terms.(type) {
+		case *ast.Not:
+			if vars == nil {
+				vars = bodyVars(body, outer)
+			}
+			x.Body = r.flattenBody(x.Body, vars)
+		case *ast.LogicalOr:
+			if vars == nil {
+				vars = bodyVars(body, outer)
+			}
+			x.Lhs = r.flattenBody(x.Lhs, vars)
+			x.Rhs = r.flattenBody(x.Rhs, vars)
+		}
+	}
 	return body
 }
 
-// inline returns the expressions that mean the same as e, "r" or
-// "not r", without the support rule r.
-func (r *residual) inline(e *ast.Expr) ([]*ast.Expr, bool) {
+// bodyVars is outer and the variables of body.
+func bodyVars(body ast.Body, outer ast.VarSet) ast.VarSet {
+	vs := ast.NewVarSet()
+	vs.Update(outer)
+	ast.WalkVars(body, func(v ast.Var) bool {
+		vs.Add(v)
+		return false
+	})
+	return vs
+}
+
+// inline returns the expressions that mean the same as e, without the
+// support rule it refers to: e is "r" or "not r" for a rule r whose
+// values are all true, or "not { S[k] = v }" for a set S of constant
+// elements, k and v local to it (S has an element when one of its bodies
+// succeeds). body is the body e is in, outer the variables of the bodies
+// around it.
+func (r *residual) inline(e *ast.Expr, body ast.Body, outer ast.VarSet) ([]*ast.Expr, bool) {
 	if len(e.With) > 0 {
 		return nil, false
 	}
-	t, ok := e.Terms.(*ast.Term)
-	if !ok {
-		return nil, false
-	}
-	ref, ok := t.Value.(ast.Ref)
-	if !ok {
-		return nil, false
-	}
-	rules, ok := r.trueRule(ref)
-	if !ok {
+	var rules []*ast.Rule
+	negated := e.Negated
+	switch t := e.Terms.(type) {
+	case *ast.Term:
+		ref, ok := t.Value.(ast.Ref)
+		if !ok {
+			return nil, false
+		}
+		if rules, ok = r.trueRule(ref); !ok {
+			return nil, false
+		}
+	case *ast.Not:
+		if e.Negated || len(t.Body) != 1 {
+			return nil, false
+		}
+		ref, ok := existence(t.Body[0])
+		if !ok || !localVars(t.Body[0], body, outer) {
+			return nil, false
+		}
+		if rules, ok = r.setRule(ref); !ok {
+			return nil, false
+		}
+		negated = true
+	default:
 		return nil, false
 	}
 	var out []*ast.Expr
-	if e.Negated {
+	if negated {
 		for _, rule := range rules {
-			if len(rule.Body) == 1 && rule.Body[0].Negated && movable(rule.Body[0]) {
-				out = append(out, rule.Body[0].Copy().Complement())
-				continue
+			switch b := rule.Body; {
+			case len(b) == 1 && b[0].Negated && movable(b[0]):
+				out = append(out, b[0].Copy().Complement())
+			case len(b) == 1 && !b[0].Negated && isRef(b[0]) && movable(b[0]):
+				out = append(out, b[0].Copy().Complement())
+			default:
+				out = append(out, ast.NewExpr(&ast.Not{Body: r.fresh(b), ExplicitBody: true, Location: e.Location}))
 			}
-			out = append(out, ast.NewExpr(&ast.Not{Body: r.fresh(rule.Body), ExplicitBody: true, Location: e.Location}))
 		}
 	} else {
 		if len(rules) == 1 {
-			if len(rules[0].Body) != 1 || !movable(rules[0].Body[0]) {
-				return nil, false
+			// Its body, spliced in with fresh variables: r holds when the
+			// body has a solution, and the body it joins sees none of
+			// its variables.
+			b := rules[0].Body
+			if len(b) == 1 && movable(b[0]) {
+				out = append(out, b[0].Copy())
+			} else {
+				out = append(out, r.fresh(b)...)
 			}
-			out = append(out, rules[0].Body[0].Copy())
 		} else {
 			or := &ast.LogicalOr{Lhs: r.fresh(rules[len(rules)-2].Body), Rhs: r.fresh(rules[len(rules)-1].Body), ExplicitLhs: true, ExplicitRhs: true, Location: e.Location}
 			for i := len(rules) - 3; i >= 0; i-- {
@@ -230,6 +300,151 @@ func (r *residual) inline(e *ast.Expr) ([]*ast.Expr, bool) {
 		x.Location = e.Location
 	}
 	return out, true
+}
+
+// setRule returns the rules defining the set at ref when it is a support
+// rule whose every definition adds a constant: no arguments, no else, no
+// with modifiers. Only "not" of its existence is inlined (as "not" of
+// each body): evaluating the set runs every body, so an "or" stopping at
+// the first that holds could miss an error the policy meets.
+func (r *residual) setRule(ref ast.Ref) ([]*ast.Rule, bool) {
+	if !ref.IsGround() || !ref.HasPrefix(partialRef) {
+		return nil, false
+	}
+	rules := r.rules[ref.String()]
+	for _, rule := range rules {
+		if rule.Default || rule.Else != nil || len(rule.Head.Args) > 0 || rule.Head.Value != nil || rule.Head.Key == nil ||
+			!ast.IsScalar(rule.Head.Key.Value) || !rule.Ref().Equal(ref) || hasWith(rule.Body) {
+			return nil, false
+		}
+	}
+	for p, rs := range r.rules {
+		if p != ref.String() && rs[0].Ref().HasPrefix(ref) {
+			return nil, false
+		}
+	}
+	return rules, len(rules) > 0
+}
+
+// existence returns S when e is "S[k] = v" (either order) for variables k
+// and v: it holds when the set S has an element.
+func existence(e *ast.Expr) (ast.Ref, bool) {
+	if e.Negated || len(e.With) > 0 || !e.IsEquality() {
+		return nil, false
+	}
+	a, b := e.Operand(0), e.Operand(1)
+	if _, ok := a.Value.(ast.Var); ok {
+		a, b = b, a
+	}
+	ref, ok := a.Value.(ast.Ref)
+	if _, isVar := b.Value.(ast.Var); !ok || !isVar || len(ref) < 2 {
+		return nil, false
+	}
+	if _, ok := ref[len(ref)-1].Value.(ast.Var); !ok {
+		return nil, false
+	}
+	return ref[:len(ref)-1], true
+}
+
+// localVars reports whether the variables of e occur nowhere else: not in
+// the rest of body, nor in the bodies around it.
+func localVars(e *ast.Expr, body ast.Body, outer ast.VarSet) bool {
+	count := func(x any) map[ast.Var]int {
+		n := map[ast.Var]int{}
+		ast.WalkVars(x, func(v ast.Var) bool {
+			n[v]++
+			return false
+		})
+		return n
+	}
+	inE, inBody := count(e), count(body)
+	for v, n := range inE {
+		if outer.Contains(v) || inBody[v] != n {
+			return false
+		}
+	}
+	return true
+}
+
+func isRef(e *ast.Expr) bool {
+	t, ok := e.Terms.(*ast.Term)
+	if !ok {
+		return false
+	}
+	_, ok = t.Value.(ast.Ref)
+	return ok
+}
+
+// normalize rewrites the forms shallow partial evaluation writes for a
+// reference used as an expression: "t = w; w" (w a variable used nowhere
+// else) becomes "t", and "not { t }" becomes "not t" (t a reference
+// without variables: it is then evaluated inside the negation either
+// way).
+func normalize(body ast.Body) ast.Body {
+	out := make(ast.Body, 0, len(body))
+	for i := 0; i < len(body); i++ {
+		e := body[i]
+		if n, ok := e.Terms.(*ast.Not); ok && !e.Negated && len(e.With) == 0 {
+			n.Body = normalize(n.Body)
+			if len(n.Body) == 1 && !n.Body[0].Negated && isRef(n.Body[0]) && movable(n.Body[0]) {
+				x := n.Body[0].Copy().Complement()
+				x.Location = e.Location
+				out = append(out, x)
+				continue
+			}
+		}
+		if i+1 < len(body) {
+			if t, ok := definedPair(body, i); ok {
+				x := ast.NewExpr(t)
+				x.Location = e.Location
+				out = append(out, x)
+				i++
+				continue
+			}
+		}
+		out = append(out, e)
+	}
+	for j, x := range out {
+		x.Index = j
+	}
+	return out
+}
+
+// definedPair returns t when body[i] is "t = w" (either order) and
+// body[i+1] is "w", for a reference t and a variable w that occurs
+// nowhere else in body: together they hold when t is defined and not
+// false, as "t" does.
+func definedPair(body ast.Body, i int) (*ast.Term, bool) {
+	e, next := body[i], body[i+1]
+	if e.Negated || next.Negated || len(e.With) > 0 || len(next.With) > 0 || !e.IsEquality() {
+		return nil, false
+	}
+	wt, ok := next.Terms.(*ast.Term)
+	if !ok {
+		return nil, false
+	}
+	w, ok := wt.Value.(ast.Var)
+	if !ok {
+		return nil, false
+	}
+	t, o := e.Operand(0), e.Operand(1)
+	if o.Value.Compare(w) != 0 {
+		t, o = o, t
+	}
+	if o.Value.Compare(w) != 0 {
+		return nil, false
+	}
+	if _, ok := t.Value.(ast.Ref); !ok {
+		return nil, false
+	}
+	n := 0
+	ast.WalkVars(body, func(v ast.Var) bool {
+		if v.Equal(w) {
+			n++
+		}
+		return false
+	})
+	return t, n == 2
 }
 
 // fresh copies body with its variables renamed to names used nowhere

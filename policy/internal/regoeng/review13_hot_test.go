@@ -1,0 +1,86 @@
+package regoeng
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// hotNeverAllowsMore checks, for each policy of package sluice.resolve
+// and each input, that the hot query allows only what the full query
+// allows (an error of the full query refuses).
+func hotNeverAllowsMore(t *testing.T, policies map[string]string, inputs []string) {
+	t.Helper()
+	for name, src := range policies {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEngine(t, "package sluice.resolve\n"+src)
+			for _, raw := range inputs {
+				var in map[string]any
+				d := json.NewDecoder(strings.NewReader(raw))
+				d.UseNumber()
+				if err := d.Decode(&in); err != nil {
+					t.Fatal(err)
+				}
+				v := withAction(t, in, "resolve")
+				if hotAllow(t, e, "resolve", v) && !fullAllow(t, e, "resolve", v) {
+					t.Errorf("input %s: the hot query allows, the full query refuses", raw)
+				}
+			}
+		})
+	}
+}
+
+// TestHot_UndefinedOperandRefuses: a value read from the input into a
+// variable must be defined for the body to hold, even when the variable
+// is then used only under "not". Partial evaluation's copy propagation
+// replaced the variable by the input reference inside the negation
+// (x := input.y; not x == 2 became not input.y = 2), so a peer that left
+// the field out was allowed by the hot query and refused by the policy.
+func TestHot_UndefinedOperandRefuses(t *testing.T) {
+	t.Parallel()
+	hotNeverAllowsMore(t, map[string]string{
+		"assigned then negated": `allow if { t := input.reference.tag; not t == "latest" }`,
+		"function argument": `allow if not latest(input.reference.tag)
+latest(t) if t == "latest"`,
+		"function of two rules": `allow if not f(input.y)
+f(x) := false if x == 1
+f(x) if x == 2`,
+		"reference into a rule": `allow if not blocked[input.reference.registry]
+blocked["evil.io"] := true`,
+		"in a support rule": `allow if not refused
+refused if { r := input.reference.registry; not r in {"docker.io", "ghcr.io"} }`,
+	}, []string{
+		`{}`,
+		`{"reference": {}}`,
+		`{"reference": {"digest": "sha256:aa"}}`,
+		`{"reference": {"tag": "latest", "registry": "evil.io"}}`,
+		`{"reference": {"tag": "1", "registry": "docker.io"}}`,
+		`{"y": 2}`,
+		`{"y": 3}`,
+	})
+}
+
+// TestHot_ConflictRefuses: a complete rule, function or object whose
+// definitions disagree for an input is an evaluation error of the full
+// query (refused). The hot query must not allow such an input: partial
+// evaluation inlined only the definition that agreed with the query,
+// and a hot body stopped at its first result, before the evaluator
+// reached the conflicting definition.
+func TestHot_ConflictRefuses(t *testing.T) {
+	t.Parallel()
+	hotNeverAllowsMore(t, map[string]string{
+		"allow true and false":  "allow if input.a\nallow := false if input.b",
+		"complete rule":         "allow if x == 1\nx := 1 if input.a\nx := 2 if input.b",
+		"function":              "allow if f(1) == 1\nf(y) := 1 if input.a\nf(y) := 2 if input.b",
+		"object key":            "allow if o.x == 1\no[input.k] := 2\no.x := 1 if input.a",
+		"one of several bodies": "allow if a\na if input.x == 1\na if { input.y == 2; z == 1 }\nz := 1 if input.q\nz := 2 if input.r",
+		"first body errs":       "allow if { input.q; z == 1 }\nallow if input.y == 2\nz := 1 if input.q\nz := 2 if input.r",
+	}, []string{
+		`{}`,
+		`{"a": true, "b": true}`,
+		`{"a": true, "k": "x"}`,
+		`{"y": 2, "q": true, "r": true}`,
+		`{"x": 1, "q": true, "r": true}`,
+	})
+}
