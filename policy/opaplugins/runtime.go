@@ -10,6 +10,7 @@ package opaplugins
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,12 @@ import (
 
 // SourceName is the name of the downloaded bundles as a policy source.
 const SourceName = "bundles"
+
+// DefaultLogBufferBytes bounds the decision-log buffer when the
+// configuration does not (OPA's own default is no bound): past it OPA
+// drops the oldest decisions and counts them, rather than a sink that
+// hangs or fails growing the node's memory.
+const DefaultLogBufferBytes = 32 << 20
 
 // Option configures New.
 type Option func(*Runtime)
@@ -95,6 +102,11 @@ func New(ctx context.Context, config []byte, opts ...Option) (*Runtime, error) {
 	if err := util.Unmarshal(config, &boot); err != nil {
 		return nil, fmt.Errorf("policy config: %w", err)
 	}
+	if boundLogBuffer(boot) {
+		if config, err = json.Marshal(boot); err != nil {
+			return nil, fmt.Errorf("policy config: %w", err)
+		}
+	}
 	lg := newOPALogger(r.log)
 	mgr, err := plugins.New(config, r.id, inmem.New(),
 		plugins.Logger(lg), plugins.ConsoleLogger(newOPALogger(r.log.With("source", "decision_log"))),
@@ -126,6 +138,33 @@ func New(ctx context.Context, config []byte, opts ...Option) (*Runtime, error) {
 	}
 	_ = ctx
 	return r, nil
+}
+
+// boundLogBuffer sets decision_logs.reporting.buffer_size_limit_bytes to
+// DefaultLogBufferBytes in the configuration cfg when decision logs use
+// OPA's size buffer with no bound of bytes or rate; it reports whether it
+// changed cfg. An event buffer has OPA's bound of 10000 events already.
+func boundLogBuffer(cfg map[string]any) bool {
+	dl, ok := cfg["decision_logs"].(map[string]any)
+	if !ok {
+		return false
+	}
+	rep, ok := dl["reporting"].(map[string]any)
+	if !ok {
+		if dl["reporting"] != nil {
+			return false // OPA reports the malformed section
+		}
+		rep = map[string]any{}
+	}
+	if bt, _ := rep["buffer_type"].(string); bt != "" && bt != "size" {
+		return false
+	}
+	if rep["buffer_size_limit_bytes"] != nil || rep["max_decisions_per_second"] != nil {
+		return false
+	}
+	rep["buffer_size_limit_bytes"] = DefaultLogBufferBytes
+	dl["reporting"] = rep
+	return true
 }
 
 // Options are the policy.Load options this configuration needs: the
