@@ -2,6 +2,7 @@ package wasm_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/sluice-oci/sluice/policy"
 	"github.com/sluice-oci/sluice/wasm"
@@ -20,7 +21,8 @@ var benchInput = policy.Input{
 // result parsing.
 func BenchmarkDecide(b *testing.B) {
 	b.Run("wasm", func(b *testing.B) {
-		e, _ := newEngine(b, "examples/default", nil, wasm.WithPoolSize(1))
+		// A second's deadline here too: speed is measured, not the deadline.
+		e, _ := newEngine(b, "examples/default", nil, wasm.WithPoolSize(1), wasm.WithTimeout(time.Second))
 		b.ReportAllocs()
 		for b.Loop() {
 			d, err := e.Decide(b.Context(), policy.ActionResolve, benchInput)
@@ -30,7 +32,7 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	})
 	b.Run("wasm-parallel", func(b *testing.B) {
-		e, _ := newEngine(b, "examples/default", nil)
+		e, _ := newEngine(b, "examples/default", nil, wasm.WithTimeout(time.Second))
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
