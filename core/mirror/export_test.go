@@ -7,3 +7,9 @@ func WithoutVerificationForBenchmark() Option { return func(m *Mirror) { m.verif
 
 // UnhealthyForTest reports whether the peer id is remembered as unhealthy.
 func (m *Mirror) UnhealthyForTest(id string) bool { return m.health.bad(id) }
+
+// RangeBuffersForTest returns how many multi-peer chunk buffers are held
+// now, and the most held at once.
+func (m *Mirror) RangeBuffersForTest() (inUse, peak int64) {
+	return m.ranges.inUse.Load(), m.ranges.peak.Load()
+}

@@ -37,8 +37,9 @@ type Mirror struct {
 	idleTimeout    time.Duration
 	maxPeers       int
 	quarantine     *quarantine
-	health         *health // providers that failed recently, tried last (health.go)
-	parallel       int     // providers a large blob is fetched from at once (multipeer.go)
+	health         *health      // providers that failed recently, tried last (health.go)
+	parallel       int          // providers a large blob is fetched from at once (multipeer.go)
+	ranges         *rangeMemory // chunk buffers of multi-peer transfers, node-wide (multipeer.go)
 	metrics        *metrics.Metrics
 	log            *slog.Logger
 	sem            chan struct{}
@@ -103,6 +104,14 @@ func WithSlowPeer(d time.Duration) Option { return func(m *Mirror) { m.health.sl
 // a time, resuming on another when it fails).
 func WithPeerFetchParallel(k int) Option { return func(m *Mirror) { m.parallel = max(k, 1) } }
 
+// WithMultiPeerMemory bounds the chunk buffers of every multi-peer
+// transfer together (default 128 MiB). A transfer takes what is left of
+// it, up to its window (--peer-fetch-parallel + 2 chunks of 4 MiB); one
+// that finds less than two chunks fetches from one provider at a time.
+func WithMultiPeerMemory(bytes int64) Option {
+	return func(m *Mirror) { m.ranges = newRangeMemory(int(bytes / rangeChunk)) }
+}
+
 // WithMaxConcurrent bounds concurrent blob fetches from peers (default 64);
 // a blob asked for while every slot is busy gets 404 at once.
 func WithMaxConcurrent(n int) Option { return func(m *Mirror) { m.sem = make(chan struct{}, n) } }
@@ -125,6 +134,7 @@ func New(r routing.Router, opts ...Option) *Mirror {
 		resolveTimeout: defaultResolveTimeout, hedgeDelay: 30 * time.Millisecond, idleTimeout: 5 * time.Second, maxPeers: 8,
 		quarantine: newQuarantine(2 * time.Minute), sem: make(chan struct{}, 64),
 		health: newHealth(defaultHealthTTL, defaultHealthMax), parallel: defaultParallel,
+		ranges: newRangeMemory(defaultRangeMemory / rangeChunk),
 	}
 	for _, o := range opts {
 		o(m)

@@ -33,7 +33,8 @@ import (
 //
 // Memory is bounded: only chunks inside a window of parallel+2 chunks past
 // the one being hashed are fetched, so at most that many chunk buffers
-// exist per transfer.
+// exist per transfer, and the windows of all transfers together fit in
+// the node's multi-peer memory (rangemem.go).
 const (
 	// defaultParallel is how many providers a large blob is fetched from
 	// at once by default (--peer-fetch-parallel).
@@ -102,10 +103,18 @@ func (m *Mirror) multiPeer(s *stream) bool {
 // fetchRanges runs s from several providers; resp is the first provider's
 // answer for the whole blob, used for the first chunk.
 func (m *Mirror) fetchRanges(s *stream, resp *http.Response, p routing.Peer) error {
+	// The window is what is left of the node's multi-peer memory, up to
+	// parallel+2 chunks; with less than two, one provider at a time.
+	window := m.ranges.reserve(m.parallel + 2)
+	if window < 2 {
+		m.ranges.release(window)
+		return s.run(resp, p)
+	}
+	defer m.ranges.release(window)
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	f := &fetch{m: m, ctx: ctx, cancel: cancel, peers: s.peers, path: s.path, size: s.size,
-		window: m.parallel + 2, changed: make(chan struct{}), bufs: map[int64]*[]byte{},
+		window: window, changed: make(chan struct{}), bufs: map[int64]*[]byte{},
 		got: map[string]int64{}, dead: map[string]bool{}, live: map[string]routing.Peer{}}
 	defer f.release()
 	f.spawn(p, resp.Body, 0)
@@ -238,6 +247,7 @@ func (f *fetch) advance(off int64) {
 		if start+int64(len(*b)) <= off || start+rangeChunk <= off {
 			rangePool.Put(b)
 			delete(f.bufs, start)
+			f.m.ranges.put()
 		}
 	}
 	f.signal()
@@ -247,6 +257,7 @@ func (f *fetch) advance(off int64) {
 func (f *fetch) release() {
 	for _, b := range f.bufs {
 		rangePool.Put(b)
+		f.m.ranges.put()
 	}
 	clear(f.bufs)
 }

@@ -135,6 +135,7 @@ func (f *fetch) cut(w *worker) *piece {
 	lo := int64(f.chunks) * rangeChunk
 	hi := min(lo+rangeChunk, f.size)
 	b := rangePool.Get().(*[]byte)
+	f.m.ranges.got()
 	f.bufs[lo] = b
 	pc := &piece{lo: lo, hi: hi, buf: (*b)[:hi-lo], owner: w.id}
 	f.pieces = append(f.pieces, pc)
