@@ -80,7 +80,7 @@ bench: build containerd
 	@$(call bench_run,$(GO) test -run '^$$' -bench 'Decide' -benchmem ./policy/ ./wasm/,$(BENCH_OUT)/policy-decide.txt)
 	@$(call bench_run,$(GO) test -count=1 -run 'TestNode_RSSWith10kAdvertisedKeys' -v ./e2e/,$(BENCH_OUT)/rss.txt)
 	@$(call bench_run,$(GO) test -count=1 -run 'TestRollout_FiveNodes' -v ./e2e/,$(BENCH_OUT)/rollout.txt)
-	@$(call bench_run,$(GO) test -run '^$$' -bench 'DHTSim$$|DHTReprovide$$/N=($(BENCH_DHT_N))$$' -benchtime 1x -timeout 60m -v ./core/routing/,$(BENCH_OUT)/dht.txt)
+	@$(call bench_run,$(GO) test -run '^$$' -bench 'DHTSim$$/N=($(BENCH_DHT_N))$$|DHTReprovide$$/N=($(BENCH_DHT_N))$$' -benchtime 1x -timeout 60m -v ./core/routing/,$(BENCH_OUT)/dht.txt)
 	@$(call bench_run,$(GO) test -run '^$$' -bench 'DHTPlots' -benchtime 1x -v ./e2e/bench/,$(BENCH_OUT)/plots.txt)
 
 # Micro-benchmarks for benchstat: make bench-micro; benchstat old.txt bench.txt
