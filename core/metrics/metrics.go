@@ -27,7 +27,20 @@ type Metrics struct {
 	CoalesceUpstreamBytes prometheus.Counter     // bytes read from the upstream for peers
 	CoalesceSpoolBytes    prometheus.Gauge       // bytes booked in the spool (blobs and manifests kept for peers)
 	CoalesceWaiters       prometheus.Gauge       // peer requests waiting for or streaming a coalesced fetch
+
+	// Peer transfers (core/mirror): how blobs came from providers, one or
+	// several at a time, and what happened to the providers.
+	PeerTransfers        *prometheus.CounterVec // mode=single|multi
+	PeerRangeRequests    prometheus.Counter     // Range requests sent to providers (multi-peer chunks, resumes)
+	PeerProviderEvents   *prometheus.CounterVec // reason (PeerProviderReasons)
+	MultiPeerMemoryFalls prometheus.Counter     // multi-peer transfers run single-peer: node-wide chunk memory exhausted
+	UnhealthyProviders   *ScrapeGauge           // providers remembered unhealthy now (read at scrape)
+	QuarantinedPeers     *ScrapeGauge           // peers quarantined now (read at scrape)
 }
+
+// PeerProviderReasons are the values of the reason label of
+// sluice_mirror_peer_provider_events_total.
+var PeerProviderReasons = []string{"too_slow", "size_disagrees", "failed", "quarantined", "unhealthy"}
 
 // New creates the collectors and registers them with reg (nil: a private
 // registry, for tests).
@@ -87,6 +100,9 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "sluice_coalesce_waiters", Help: "Peer requests waiting for or streaming a coalesced upstream fetch.",
 		}),
 	}
+	m.newPeerTransferMetrics()
+	reg.MustRegister(m.PeerTransfers, m.PeerRangeRequests, m.PeerProviderEvents, m.MultiPeerMemoryFalls,
+		m.UnhealthyProviders, m.QuarantinedPeers)
 	reg.MustRegister(m.CoalesceFetches, m.CoalesceUpstreamBytes, m.CoalesceSpoolBytes, m.CoalesceWaiters)
 	reg.MustRegister(m.MirrorRequests, m.ResolveDuration, m.BytesServed, m.BytesFetched,
 		m.PeerVerifyFailures, m.LocalVerifyFailures, m.RequestDuration, m.PeerFetchesInFlight,

@@ -96,6 +96,7 @@ func (m *Mirror) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.R
 	if m.multiPeer(s) { // several providers: ranges from each (multipeer.go)
 		return m.fetchRanges(s, resp, p)
 	}
+	m.metrics.PeerTransfers.WithLabelValues("single").Inc()
 	return s.run(resp, p)
 }
 
@@ -167,12 +168,14 @@ func (s *stream) run(resp *http.Response, p routing.Peer) error {
 		off := v.Off()
 		s.m.log.Warn("peer failed mid-blob; resuming on another peer", "peer", p.ID, "digest", s.ref.Digest, "offset", off, "err", err)
 		s.m.metrics.ResumedFetches.Inc()
+		s.m.providerEvent(dropReason(err))
 		s.peers.fail(p)
 		resp, p, err = s.m.first(s.ctx, s.peers, http.MethodGet, s.path, off)
 		if err != nil {
 			return fmt.Errorf("resume %s at %d: %v: %w", s.ref.Digest, off, err, registry.ErrAborted)
 		}
 		if resp.ContentLength >= 0 && resp.ContentLength != s.size-off {
+			s.m.providerEvent(reasonSizeDisagrees)
 			resp.Body.Close()
 			return fmt.Errorf("resume %s: peer %s sent %d bytes for %d: %w", s.ref.Digest, p.ID, resp.ContentLength, s.size-off, registry.ErrAborted)
 		}

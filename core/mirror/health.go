@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-oci/sluice/core/routing"
 )
 
@@ -24,6 +26,7 @@ type health struct {
 	max       int
 	slowAfter time.Duration
 	until     map[string]time.Time
+	marked    prometheus.Counter // providers marked unhealthy (wireMetrics); nil counts nothing
 }
 
 // Defaults of health (WithPeerHealth, WithSlowPeer).
@@ -49,6 +52,23 @@ func (h *health) fail(id string) {
 		h.evict(now)
 	}
 	h.until[id] = now.Add(h.ttl)
+	if h.marked != nil {
+		h.marked.Inc()
+	}
+}
+
+// count returns how many peers are unhealthy now (expired entries are
+// dropped on the way): the gauge read at scrape.
+func (h *health) count() int {
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, t := range h.until {
+		if now.After(t) {
+			delete(h.until, id)
+		}
+	}
+	return len(h.until)
 }
 
 // evict makes room for one entry; h.mu is held.

@@ -145,6 +145,7 @@ func New(r routing.Router, opts ...Option) *Mirror {
 	if m.metrics == nil {
 		m.metrics = metrics.New(nil)
 	}
+	m.wireMetrics()
 	return m
 }
 
@@ -235,5 +236,6 @@ func readManifest(resp *http.Response, want digest.Digest) ([]byte, error) {
 func (m *Mirror) badBytes(p routing.Peer, what string) {
 	m.metrics.PeerVerifyFailures.Inc()
 	m.quarantine.add(p.ID)
+	m.providerEvent(reasonQuarantined)
 	m.log.Warn("peer sent content that does not match its digest; quarantined", "peer", p.ID, "addr", p.Addr.String(), "ref", what)
 }

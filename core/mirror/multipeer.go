@@ -108,8 +108,11 @@ func (m *Mirror) fetchRanges(s *stream, resp *http.Response, p routing.Peer) err
 	window := m.ranges.reserve(m.parallel + 2)
 	if window < 2 {
 		m.ranges.release(window)
+		m.metrics.MultiPeerMemoryFalls.Inc()
+		m.metrics.PeerTransfers.WithLabelValues("single").Inc()
 		return s.run(resp, p)
 	}
+	m.metrics.PeerTransfers.WithLabelValues("multi").Inc()
 	defer m.ranges.release(window)
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()

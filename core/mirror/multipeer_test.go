@@ -54,6 +54,17 @@ func TestMirror_MultiPeerPaced(t *testing.T) {
 			t.Errorf("provider %d sent %.0f bytes of %d; the work was not shared", i, got, size)
 		}
 	}
+	mt := c.nodes[3].metrics
+	if multi, single := transfers(mt, "multi"), transfers(mt, "single"); multi != 1 || single != 0 {
+		t.Errorf("transfers multi = %v, single = %v; want 1 and 0", multi, single)
+	}
+	// Every chunk but the first provider's first is one Range request.
+	if got, want := counterValue(mt.PeerRangeRequests), float64(size/(4*mib)-1); got < want {
+		t.Errorf("range requests = %v, want at least %v", got, want)
+	}
+	if got := counterValue(mt.MultiPeerMemoryFalls); got != 0 {
+		t.Errorf("memory fallbacks = %v, want 0", got)
+	}
 }
 
 // BenchmarkMirror_MultiPeerPaced: each provider's uplink is paced at R by
@@ -189,6 +200,9 @@ func TestMirror_MultiPeerProviderKilled(t *testing.T) {
 	if got := counterValue(c.nodes[3].metrics.ResumedFetches); got == 0 {
 		t.Fatal("no range was handed to another provider")
 	}
+	if got := providerEvents(c.nodes[3].metrics, "failed"); got < 1 {
+		t.Fatalf("provider events failed = %v, want at least 1 (the killed provider)", got)
+	}
 }
 
 // lie makes node nd answer every GET of blob d (whole or ranged) with the
@@ -258,6 +272,13 @@ func TestMirror_MultiPeerWrongBytes(t *testing.T) {
 	}
 	if got := counterValue(fails); got != 1 {
 		t.Fatalf("%v peers quarantined, want 1 (the liar)", got)
+	}
+	mt := c.nodes[3].metrics
+	if got, gauge := providerEvents(mt, "quarantined"), collectedValue(mt.QuarantinedPeers); got != 1 || gauge != 1 {
+		t.Errorf("provider events quarantined = %v, quarantined peers gauge = %v; want 1 and 1", got, gauge)
+	}
+	if got := transfers(mt, "multi"); got < 1 {
+		t.Errorf("multi-peer transfers = %v, want at least 1", got)
 	}
 }
 

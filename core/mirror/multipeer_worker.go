@@ -198,9 +198,11 @@ func (f *fetch) drop(pc *piece, w *worker, err error) {
 	f.m.log.Warn("peer failed mid-blob; its range goes to another peer", "peer", w.p.ID, "offset", pc.lo+pc.filled, "to", took.ID, "err", err)
 	f.m.metrics.ResumedFetches.Inc()
 	if errors.Is(err, errSizeDisagrees) {
+		f.m.providerEvent(reasonSizeDisagrees)
 		f.peers.skip(w.p) // not used for this blob, but not blamed: the first provider may be the liar
 		return
 	}
+	f.m.providerEvent(dropReason(err))
 	f.peers.fail(w.p)
 }
 
@@ -289,6 +291,7 @@ func (f *fetch) open(p routing.Peer, lo, hi int64) (io.ReadCloser, error) {
 	}
 	req.Header.Set(registry.PeerHeader, m.self)
 	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", lo, hi-1))
+	m.metrics.PeerRangeRequests.Inc()
 	start := time.Now()
 	resp, err := m.client.Do(req)
 	if err == nil && (resp.StatusCode != http.StatusPartialContent || resp.ContentLength != hi-lo ||

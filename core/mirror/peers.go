@@ -2,12 +2,14 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-oci/sluice/core/oci"
@@ -405,6 +407,7 @@ func (m *Mirror) send(ctx context.Context, p routing.Peer, method, path string, 
 	}
 	if off > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
+		m.metrics.PeerRangeRequests.Inc()
 	}
 	resp, err := m.client.Do(req)
 	if err != nil {
@@ -434,7 +437,12 @@ type watchdog struct {
 	idle   time.Duration
 	got    int64         // bytes read since the window began
 	spent  time.Duration // time spent reading since the window began
+	fired  atomic.Bool   // the timer cut the peer off: its read errors are errTooSlow
 }
+
+// errTooSlow marks a read ended by the watchdog: the peer delivered too
+// little per idle timeout (stalled or trickling).
+var errTooSlow = errors.New("peer delivered too little per idle timeout")
 
 // minProgress is what a peer must deliver per idle timeout spent reading
 // (256 KiB per 5 s by default: a fifth of registry.MinTransferRate, the
@@ -444,7 +452,12 @@ type watchdog struct {
 const minProgress = 256 << 10
 
 func newWatchdog(rc io.ReadCloser, cancel context.CancelFunc, idle time.Duration) *watchdog {
-	return &watchdog{ReadCloser: rc, cancel: cancel, idle: idle, timer: time.AfterFunc(idle, cancel)}
+	w := &watchdog{ReadCloser: rc, cancel: cancel, idle: idle}
+	w.timer = time.AfterFunc(idle, func() {
+		w.fired.Store(true)
+		cancel()
+	})
+	return w
 }
 
 // Read times only the read itself: time spent writing to a slow client
@@ -458,6 +471,9 @@ func (w *watchdog) Read(p []byte) (int, error) {
 		w.got, w.spent = 0, 0
 	} else {
 		w.spent += time.Since(start)
+	}
+	if err != nil && w.fired.Load() {
+		err = fmt.Errorf("%w: %w", errTooSlow, err)
 	}
 	return n, err
 }
@@ -484,6 +500,20 @@ func (q *quarantine) add(id string) {
 	q.mu.Lock()
 	q.until[id] = time.Now().Add(q.ttl)
 	q.mu.Unlock()
+}
+
+// count returns how many peers are quarantined now (expired entries are
+// dropped on the way): the gauge read at scrape.
+func (q *quarantine) count() int {
+	now := time.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for id, t := range q.until {
+		if now.After(t) {
+			delete(q.until, id)
+		}
+	}
+	return len(q.until)
 }
 
 func (q *quarantine) has(id string) bool {

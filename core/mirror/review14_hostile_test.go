@@ -67,6 +67,13 @@ func TestMirror_SizeLieBlamesNoHonestProvider(t *testing.T) {
 	if hits.Load() == 0 {
 		t.Fatal("the liar was never asked; the test tested nothing")
 	}
+	mt := c.nodes[3].metrics
+	if got := providerEvents(mt, "size_disagrees"); got < 1 {
+		t.Errorf("provider events size_disagrees = %v, want at least 1", got)
+	}
+	if got := transfers(mt, "multi"); got != 1 {
+		t.Errorf("multi-peer transfers = %v, want 1", got)
+	}
 	m := c.nodes[3].mirror
 	for _, nd := range c.nodes[1:3] {
 		if m.UnhealthyForTest(nd.id) {
@@ -80,6 +87,9 @@ func TestMirror_SizeLieBlamesNoHonestProvider(t *testing.T) {
 	}
 	if counterValue(fails) != 1 {
 		t.Fatalf("%v peers quarantined, want 1 (the liar)", counterValue(fails))
+	}
+	if got, gauge := providerEvents(mt, "quarantined"), collectedValue(mt.QuarantinedPeers); got != 1 || gauge != 1 {
+		t.Errorf("provider events quarantined = %v, quarantined peers gauge = %v; want 1 and 1", got, gauge)
 	}
 	resp, body, err := get(t, url)
 	if err != nil || resp.StatusCode != 200 || digest.FromBytes(body) != l.Digest {

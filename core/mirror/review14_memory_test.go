@@ -70,4 +70,10 @@ func TestMirror_MultiPeerMemoryBounded(t *testing.T) {
 	if _, peak := m.RangeBuffersForTest(); peak > budget {
 		t.Fatalf("%d chunk buffers held at once, bound %d", peak, budget)
 	}
+	mt := c.nodes[3].metrics
+	falls, multi, single := counterValue(mt.MultiPeerMemoryFalls), transfers(mt, "multi"), transfers(mt, "single")
+	if falls < 1 || multi > 2 || multi+single != clients || single < falls {
+		t.Fatalf("memory fallbacks %v, transfers multi %v single %v; want at least 1 fallback (counted single), at most 2 multi (windows of 5 and 3 fill the bound of 8), %d in all",
+			falls, multi, single, clients)
+	}
 }

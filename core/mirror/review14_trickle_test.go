@@ -74,6 +74,26 @@ func TestMirror_TricklingProviderIsReplaced(t *testing.T) {
 			if hits.Load() == 0 {
 				t.Fatal("the trickling provider was never asked; the test tested nothing")
 			}
+			mt := c.nodes[3].metrics
+			if got := providerEvents(mt, "too_slow"); got < 1 {
+				t.Errorf("provider events too_slow = %v, want at least 1 (the trickler was cut off)", got)
+			}
+			if got := providerEvents(mt, "unhealthy"); got < 1 {
+				t.Errorf("provider events unhealthy = %v, want at least 1", got)
+			}
+			if got := collectedValue(mt.UnhealthyProviders); got < 1 {
+				t.Errorf("unhealthy providers gauge = %v, want at least 1", got)
+			}
+			if got := counterValue(mt.PeerRangeRequests); got < 1 {
+				t.Errorf("range requests = %v, want at least 1 (the trickler's range asked elsewhere)", got)
+			}
+			mode, other := "single", "multi"
+			if tc.parallel > 1 {
+				mode, other = other, mode
+			}
+			if got, gotOther := transfers(mt, mode), transfers(mt, other); got != 1 || gotOther != 0 {
+				t.Errorf("transfers %s = %v, %s = %v; want 1 and 0", mode, got, other, gotOther)
+			}
 		})
 	}
 }
