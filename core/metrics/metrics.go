@@ -21,6 +21,9 @@ type Metrics struct {
 	PeerFetchRejected   prometheus.Counter // blob fetches refused because every fetch slot was busy
 	VerifyRejected      prometheus.Counter // peer requests refused because every background hash slot was busy
 
+	// Serving peers (core/registry, registry.go).
+	PeerRefused *prometheus.CounterVec // reason=busy
+
 	// Rollouts (core/coalesce): the node responsible for a key fetching
 	// from the upstream on behalf of peers.
 	CoalesceFetches       *prometheus.CounterVec // kind=blob|manifest, result=ok|failed|denied|spool_full
@@ -103,6 +106,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.newPeerTransferMetrics()
 	reg.MustRegister(m.PeerTransfers, m.PeerRangeRequests, m.PeerProviderEvents, m.MultiPeerMemoryFalls,
 		m.UnhealthyProviders, m.QuarantinedPeers)
+	m.newRegistryMetrics(reg)
 	reg.MustRegister(m.CoalesceFetches, m.CoalesceUpstreamBytes, m.CoalesceSpoolBytes, m.CoalesceWaiters)
 	reg.MustRegister(m.MirrorRequests, m.ResolveDuration, m.BytesServed, m.BytesFetched,
 		m.PeerVerifyFailures, m.LocalVerifyFailures, m.RequestDuration, m.PeerFetchesInFlight,

@@ -60,6 +60,16 @@ func (c *call) serve() {
 	desc, err := c.local(ctx)
 	switch {
 	case err == nil:
+		// A blob GET of a peer from the store takes a serve slot before
+		// anything is opened; past the cap the peer goes elsewhere.
+		release, ok := c.takePeerServe()
+		if !ok {
+			c.refuseBusy()
+			return
+		}
+		if release != nil {
+			defer release() // also when the copy aborts (panic)
+		}
 		c.source = "local"
 		if err := c.serveLocal(ctx, desc); err != nil {
 			c.fail(err)

@@ -61,6 +61,7 @@ type Server struct {
 	log             *slog.Logger
 	verified        *verifyCache
 	peerLimit       *rate.Limiter
+	peerServes      chan struct{} // slots of peer blob GETs from the store (peerserves.go); nil: no cap
 	// clientStore: the store is the local client's own content store, so
 	// the local client is never answered from it.
 	clientStore bool
@@ -110,7 +111,8 @@ func WithDefaultRegistry(r string) Option { return func(s *Server) { s.defaultRe
 
 // New returns a server over st.
 func New(st store.Store, opts ...Option) *Server {
-	s := &Server{store: st, defaultRegistry: "docker.io", verified: newVerifyCache(verdictCacheSize)}
+	s := &Server{store: st, defaultRegistry: "docker.io", verified: newVerifyCache(verdictCacheSize),
+		peerServes: make(chan struct{}, DefaultMaxPeerServes)}
 	for _, o := range opts {
 		o(s)
 	}
