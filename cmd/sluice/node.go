@@ -141,7 +141,7 @@ func runNode(stop context.Context, cfg *runConfig, log *slog.Logger) error {
 
 	mopts := []mirror.Option{mirror.WithSelf(router.ID().String()), mirror.WithResolveTimeout(cfg.ResolveTimeout),
 		mirror.WithMetrics(m), mirror.WithLogger(log), mirror.WithMaxConcurrent(cfg.MaxPeerFetches),
-		mirror.WithPeerFetchParallel(cfg.PeerFetchParallel)}
+		mirror.WithPeerFetchParallel(cfg.PeerFetchParallel), mirror.WithMultiPeerMemory(int64(cfg.PeerFetchMemory))}
 	serverTLS, clientTLS, err := loadTLS(cfg)
 	if err != nil {
 		return err
@@ -151,6 +151,7 @@ func runNode(stop context.Context, cfg *runConfig, log *slog.Logger) error {
 	}
 	ropts := []registry.Option{registry.WithPolicy(pol), registry.WithMetrics(m),
 		registry.WithLogger(log), registry.WithDefaultRegistry(cfg.DefaultRegistry), registry.WithPeerRateLimit(cfg.PeerRateLimit),
+		registry.WithMaxPeerServes(cfg.MaxPeerServes),
 		registry.WithClientStore(isContainerdStore(st)), // the local containerd is answered through peers only
 		registry.WithObserver(reqLog)}
 	if cfg.Coalesce.On {

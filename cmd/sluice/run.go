@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluice-oci/sluice/core/registry"
 )
 
 // runConfig is every setting of `sluice run`, from flags, SLUICE_* env and
@@ -38,6 +40,8 @@ type runConfig struct {
 	MaxPeerFetches                     int
 	PeerRateLimit                      int64
 	PeerFetchParallel                  int
+	PeerFetchMemory                    sizeFlag
+	MaxPeerServes                      int
 	ReadHeaderTimeout                  time.Duration
 	ShutdownTimeout                    time.Duration
 	Pprof                              bool
@@ -48,7 +52,10 @@ type runConfig struct {
 }
 
 const (
-	defaultSocket = "/run/containerd/containerd.sock"
+	// minPeerFetchMemory is two multi-peer chunks of 4 MiB: the least a
+	// multi-peer transfer runs with (core/mirror WithMultiPeerMemory).
+	minPeerFetchMemory = 8 << 20
+	defaultSocket      = "/run/containerd/containerd.sock"
 	// defaultMetricsAddr is loopback: /status and /metrics are
 	// unauthenticated (see RATIONALE.md).
 	defaultMetricsAddr = "127.0.0.1:9090"
@@ -86,6 +93,9 @@ func runFlags(cfg *runConfig) *flag.FlagSet {
 	fs.IntVar(&cfg.MaxPeerFetches, "max-peer-fetches", 64, "concurrent blob fetches from peers")
 	fs.Int64Var(&cfg.PeerRateLimit, "peer-rate-limit", 0, "bytes per second this node sends to peers, all together (0: no limit)")
 	fs.IntVar(&cfg.PeerFetchParallel, "peer-fetch-parallel", 3, "providers a large blob (≥ 8 MiB) is fetched from at once, in ranges (1: one at a time)")
+	cfg.PeerFetchMemory = 128 << 20
+	fs.Var(&cfg.PeerFetchMemory, "peer-fetch-memory", "chunk buffers of all multi-peer transfers together, e.g. 128MiB (at least 8MiB; a transfer that finds no room fetches from one provider)")
+	fs.IntVar(&cfg.MaxPeerServes, "max-peer-serves", registry.DefaultMaxPeerServes, "blob transfers this node serves to peers at once; past it a peer is answered 503 and asks another provider or the upstream (0: no cap)")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "time a client has to send its request headers")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight transfers may run before they are cut (a second signal exits at once)")
 	cfg.Coalesce.register(fs)
@@ -127,6 +137,12 @@ func (cfg *runConfig) validate() error {
 	}
 	if cfg.PeerFetchParallel < 1 {
 		errs = append(errs, fmt.Errorf("--peer-fetch-parallel %d: must be at least 1", cfg.PeerFetchParallel))
+	}
+	if cfg.PeerFetchMemory < minPeerFetchMemory {
+		errs = append(errs, fmt.Errorf("--peer-fetch-memory %d: must be at least 8MiB (two 4 MiB chunks); --peer-fetch-parallel 1 turns multi-peer transfers off", cfg.PeerFetchMemory))
+	}
+	if cfg.MaxPeerServes < 0 {
+		errs = append(errs, fmt.Errorf("--max-peer-serves %d: must be 0 (no cap) or positive", cfg.MaxPeerServes))
 	}
 	if cfg.ReadHeaderTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--read-header-timeout %s: must be positive", cfg.ReadHeaderTimeout))

@@ -31,6 +31,21 @@ func TestParseRunConfig_Validation(t *testing.T) {
 		{name: "max-peer-fetches negative", args: []string{"--max-peer-fetches", "-3"}, wantErr: "--max-peer-fetches"},
 		{name: "peer-rate-limit negative", args: []string{"--peer-rate-limit", "-1"}, wantErr: "--peer-rate-limit"},
 		{name: "peer-fetch-parallel zero", args: []string{"--peer-fetch-parallel", "0"}, wantErr: "--peer-fetch-parallel"},
+		{name: "peer-fetch-memory below two chunks", args: []string{"--peer-fetch-memory", "4MiB"}, wantErr: "--peer-fetch-memory"},
+		{name: "peer-fetch-memory not a size", args: []string{"--peer-fetch-memory", "lots"}, wantErr: "peer-fetch-memory"},
+		{name: "peer-fetch-memory default and size", args: []string{"--peer-fetch-memory", "256MiB"},
+			check: func(t *testing.T, cfg *runConfig) {
+				if cfg.PeerFetchMemory != 256<<20 || cfg.MaxPeerServes != 64 {
+					t.Errorf("peer-fetch-memory %d, max-peer-serves %d; want 256 MiB, default 64", cfg.PeerFetchMemory, cfg.MaxPeerServes)
+				}
+			}},
+		{name: "config peer-fetch-memory", config: "peer-fetch-memory: 64MiB\nmax-peer-serves: 0\n",
+			check: func(t *testing.T, cfg *runConfig) {
+				if cfg.PeerFetchMemory != 64<<20 || cfg.MaxPeerServes != 0 {
+					t.Errorf("peer-fetch-memory %d, max-peer-serves %d; want 64 MiB, 0", cfg.PeerFetchMemory, cfg.MaxPeerServes)
+				}
+			}},
+		{name: "max-peer-serves negative", args: []string{"--max-peer-serves", "-1"}, wantErr: "--max-peer-serves"},
 		{name: "read-header-timeout zero", args: []string{"--read-header-timeout", "0s"}, wantErr: "--read-header-timeout"},
 		{name: "resolve-timeout zero", args: []string{"--resolve-timeout", "0s"}, wantErr: "--resolve-timeout"},
 		{name: "pprof on a reachable metrics listener", args: []string{"--pprof", "--metrics-addr", ":9090"}, wantErr: "--pprof"},
