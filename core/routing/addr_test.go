@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -44,6 +45,12 @@ func TestP2P_ResolvePeerSkipsDeadAddress(t *testing.T) {
 			return len(b.host.Network().ConnsToPeer(a.ID())) == 0
 		})
 
+		// A DHT dial cut by the closes above leaves A's real address in
+		// B's dial backoff (a failed dial, seen under make test's load):
+		// this test is about the dead address, so start without it.
+		if sw, ok := b.host.Network().(*swarm.Swarm); ok {
+			sw.Backoff().Clear(a.ID())
+		}
 		ctx, cancel := lookupCtx(t)
 		pr, ok := b.resolvePeer(ctx, peer.AddrInfo{ID: a.ID(), Addrs: []ma.Multiaddr{dead, real}})
 		cancel()
