@@ -45,7 +45,11 @@ func serveRange(t *testing.T, w http.ResponseWriter, r *http.Request, blob []byt
 func TestMirror_SizeLieBlamesNoHonestProvider(t *testing.T) {
 	t.Parallel()
 	const size = 12 * mib
-	c := newClusterWith(t, 4, clusterCfg{opts: []mirror.Option{mirror.WithHedgeDelay(time.Minute)}})
+	// Slowness must not blame anyone here either: under make test's load
+	// an honest answer past the slow-peer threshold (or under the trickle
+	// floor) was remembered unhealthy for that, not for the size.
+	c := newClusterWith(t, 4, clusterCfg{opts: []mirror.Option{mirror.WithHedgeDelay(time.Minute),
+		mirror.WithSlowPeer(time.Minute), mirror.WithIdleTimeout(time.Minute)}})
 	img := buildImage(t, size)
 	l := img.Largest()
 	for i := range 3 {
