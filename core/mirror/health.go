@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,11 +20,8 @@ import (
 // tried, and an answer in time clears it. The map is bounded: when full,
 // expired entries go first, then the one closest to expiry.
 type health struct {
-	mu        sync.Mutex
-	ttl       time.Duration
-	max       int
+	expiring
 	slowAfter time.Duration
-	until     map[string]time.Time
 	marked    prometheus.Counter // providers marked unhealthy (wireMetrics); nil counts nothing
 }
 
@@ -37,83 +33,21 @@ const (
 )
 
 func newHealth(ttl time.Duration, max int) *health {
-	return &health{ttl: ttl, max: max, slowAfter: defaultSlowAnswer, until: map[string]time.Time{}}
+	return &health{expiring: newExpiring(ttl, max), slowAfter: defaultSlowAnswer}
 }
 
 // fail remembers id as unhealthy for the TTL (from now).
 func (h *health) fail(id string) {
-	if h.ttl <= 0 {
-		return
-	}
-	now := time.Now()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if _, ok := h.until[id]; !ok && len(h.until) >= h.max {
-		h.evict(now)
-	}
-	h.until[id] = now.Add(h.ttl)
-	if h.marked != nil {
+	if h.add(id) && h.marked != nil {
 		h.marked.Inc()
 	}
 }
 
-// count returns how many peers are unhealthy now (expired entries are
-// dropped on the way): the gauge read at scrape.
-func (h *health) count() int {
-	now := time.Now()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for id, t := range h.until {
-		if now.After(t) {
-			delete(h.until, id)
-		}
-	}
-	return len(h.until)
-}
-
-// evict makes room for one entry; h.mu is held.
-func (h *health) evict(now time.Time) {
-	var oldest string
-	var at time.Time
-	for id, t := range h.until {
-		if now.After(t) {
-			delete(h.until, id)
-			continue
-		}
-		if oldest == "" || t.Before(at) {
-			oldest, at = id, t
-		}
-	}
-	if len(h.until) >= h.max && oldest != "" {
-		delete(h.until, oldest)
-	}
-}
-
 // ok forgets id: it answered in time.
-func (h *health) ok(id string) {
-	h.mu.Lock()
-	delete(h.until, id)
-	h.mu.Unlock()
-}
+func (h *health) ok(id string) { h.forget(id) }
 
 // bad reports whether id failed within the TTL.
-func (h *health) bad(id string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	t, ok := h.until[id]
-	if ok && time.Now().After(t) {
-		delete(h.until, id)
-		return false
-	}
-	return ok
-}
-
-// len returns how many peers are remembered (tests).
-func (h *health) len() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.until)
-}
+func (h *health) bad(id string) bool { return h.has(id) }
 
 // errProbeExpired ends a request to an unhealthy peer that did not answer
 // within the probe budget.
