@@ -216,21 +216,7 @@ func lie(t *testing.T, nd *node, d digest.Digest, blob []byte) *atomic.Int32 {
 		if r.Method != http.MethodGet {
 			return false
 		}
-		size := int64(len(bad))
-		rng, partial, err := oci.ParseRange(r.Header.Get("Range"), size)
-		if err != nil {
-			t.Errorf("range %q: %v", r.Header.Get("Range"), err)
-			return false
-		}
-		if !partial {
-			rng = oci.ByteRange{Length: size}
-		}
-		w.Header().Set("Content-Length", fmt.Sprint(rng.Length))
-		if partial {
-			w.Header().Set("Content-Range", rng.ContentRange(size))
-			w.WriteHeader(http.StatusPartialContent)
-		}
-		_, _ = w.Write(bad[rng.Start : rng.Start+rng.Length])
+		serveRange(t, w, r, bad, int64(len(bad)), func(b []byte) { _, _ = w.Write(b) })
 		return true
 	})
 }

@@ -233,22 +233,7 @@ f if input.y == 2`,
 		`{"y": 1, "z": 1}`,
 		`{"y": 2}`,
 	}
-	for name, src := range policies {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			e := newEngine(t, "package sluice.resolve\n"+src)
-			for _, raw := range inputs {
-				var in map[string]any
-				if err := json.Unmarshal([]byte(raw), &in); err != nil {
-					t.Fatal(err)
-				}
-				v := withAction(t, in, "resolve")
-				if full, got := fullAllow(t, e, "resolve", v), hotAllow(t, e, "resolve", v); got != full {
-					t.Errorf("input %s: hot query allows %v, full query %v", raw, got, full)
-				}
-			}
-		})
-	}
+	checkHot(t, policies, inputs, true)
 }
 
 // FuzzHotQuery: for any input document, the hot query of the shipped
