@@ -226,3 +226,47 @@ func TestMirror_FailedAnswerStartsNextAtOnce(t *testing.T) {
 		t.Fatalf("a replacement after a failure counted as a hedge (%v)", got)
 	}
 }
+
+// TestMirror_HedgeLoserResumesAfterWinnerDies: the first provider asked is
+// slow to answer, the hedge goes to the second, which wins the race and
+// dies half-way through the blob. The loser was cancelled, not failed:
+// the resume asks it, and the client gets the whole blob.
+func TestMirror_HedgeLoserResumesAfterWinnerDies(t *testing.T) {
+	t.Parallel()
+	c := newClusterWith(t, 3, clusterCfg{opts: []mirror.Option{mirror.WithHedgeDelay(20 * time.Millisecond)}})
+	img := buildImage(t, 4<<20)
+	c.hold(t, 0, img)
+	c.hold(t, 1, img)
+	l := img.Largest()
+	var whole atomic.Int32
+	for _, i := range []int{0, 1} {
+		good := c.nodes[i].handler
+		c.nodes[i].handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.Contains(r.URL.Path, l.Digest.Encoded()) || r.Method != http.MethodGet || r.Header.Get("Range") != "" {
+				good.ServeHTTP(w, r)
+				return
+			}
+			switch whole.Add(1) {
+			case 1: // asked first: slow, so the hedge starts and wins
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(2 * time.Second):
+				}
+			case 2: // the hedge: answers at once, dies half-way
+				w.Header().Set("Content-Length", fmt.Sprint(l.Size))
+				w.WriteHeader(http.StatusOK)
+				_, _ = w.Write(img.Blobs[l.Digest][:l.Size/2])
+				panic(http.ErrAbortHandler)
+			}
+			good.ServeHTTP(w, r)
+		})
+	}
+	resp, body, err := get(t, c.nodes[2].srv.URL+"/v2/library/app/blobs/"+l.Digest.String())
+	if whole.Load() < 2 {
+		t.Fatal("no hedge was sent; the test tested nothing")
+	}
+	if err != nil || resp.StatusCode != 200 || digest.FromBytes(body) != l.Digest {
+		t.Fatalf("get after the hedge winner died: %v %v", err, resp)
+	}
+}

@@ -2,14 +2,12 @@ package mirror
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/sluice-oci/sluice/core/oci"
@@ -236,6 +234,20 @@ func (ps *peerSet) fail(p routing.Peer) {
 	ps.m.health.fail(p.ID)
 }
 
+// requeue hands p out again in this request (after the peers queued): it
+// was asked, but lost a hedge race rather than failing.
+func (ps *peerSet) requeue(p routing.Peer) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	delete(ps.failed, p.ID)
+	if ps.m.health.bad(p.ID) {
+		ps.later = append(ps.later, p)
+	} else {
+		ps.queue = append(ps.queue, p)
+	}
+	ps.signal()
+}
+
 // skip forgets a peer for this request only.
 func (ps *peerSet) skip(p routing.Peer) {
 	ps.mu.Lock()
@@ -271,12 +283,14 @@ func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string,
 	inflight := 0
 	var lastErr error
 	var cancels []context.CancelFunc
+	var launched []routing.Peer // by idx; answered ones are zeroed
 	hedge := time.NewTimer(m.hedgeDelay)
 	defer hedge.Stop()
 	launch := func(p routing.Peer) {
 		rctx, cancel := context.WithCancel(ctx)
 		idx := len(cancels)
 		cancels = append(cancels, cancel)
+		launched = append(launched, p)
 		inflight++
 		probeEnd, probe := peers.probe(p)
 		go func() {
@@ -309,10 +323,16 @@ func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string,
 	}
 	winner := -1
 	defer func() {
-		// Cancel the losers now, then drain them in the background.
+		// Cancel the losers now, then drain them in the background. A
+		// loser still in flight lost a race, it did not fail: it goes back
+		// to the peer set, so a resume after the winner dies mid-blob can
+		// ask it.
 		for i, c := range cancels {
 			if i != winner {
 				c()
+				if winner >= 0 && launched[i].ID != "" {
+					peers.requeue(launched[i])
+				}
 			}
 		}
 		go func(n int) {
@@ -341,6 +361,7 @@ func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string,
 		select {
 		case a := <-results:
 			inflight--
+			launched[a.idx] = routing.Peer{}
 			if a.err == nil {
 				winner = a.idx
 				a.resp.Body = newWatchdog(a.resp.Body, a.cancel, m.idleTimeout)
@@ -423,64 +444,4 @@ func (m *Mirror) send(ctx context.Context, p routing.Peer, method, path string, 
 		return nil, &statusError{addr: p.Addr.String(), code: resp.StatusCode}
 	}
 	return resp, nil
-}
-
-// watchdog cancels a peer response that makes too little progress: fewer
-// than minProgress bytes in an idle timeout of reading (a hung or stopped
-// peer, or one trickling a few bytes at a time so that it never goes
-// quiet), so the stream resumes elsewhere, and releases the request when
-// closed.
-type watchdog struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-	timer  *time.Timer
-	idle   time.Duration
-	got    int64         // bytes read since the window began
-	spent  time.Duration // time spent reading since the window began
-	fired  atomic.Bool   // the timer cut the peer off: its read errors are errTooSlow
-}
-
-// errTooSlow marks a read ended by the watchdog: the peer delivered too
-// little per idle timeout (stalled or trickling).
-var errTooSlow = errors.New("peer delivered too little per idle timeout")
-
-// minProgress is what a peer must deliver per idle timeout spent reading
-// (256 KiB per 5 s by default: a fifth of registry.MinTransferRate, the
-// slowest a whole transfer may go). A peer that trickles below it holds
-// a transfer, or the head of a multi-peer window, until the transfer
-// budget (an hour for 1 GiB) unless it is cut off here.
-const minProgress = 256 << 10
-
-func newWatchdog(rc io.ReadCloser, cancel context.CancelFunc, idle time.Duration) *watchdog {
-	w := &watchdog{ReadCloser: rc, cancel: cancel, idle: idle}
-	w.timer = time.AfterFunc(idle, func() {
-		w.fired.Store(true)
-		cancel()
-	})
-	return w
-}
-
-// Read times only the read itself: time spent writing to a slow client
-// between reads is not blamed on the peer.
-func (w *watchdog) Read(p []byte) (int, error) {
-	w.timer.Reset(w.idle - w.spent)
-	start := time.Now()
-	n, err := w.ReadCloser.Read(p)
-	w.timer.Stop()
-	if w.got += int64(n); w.got >= minProgress {
-		w.got, w.spent = 0, 0
-	} else {
-		w.spent += time.Since(start)
-	}
-	if err != nil && w.fired.Load() {
-		err = fmt.Errorf("%w: %w", errTooSlow, err)
-	}
-	return n, err
-}
-
-func (w *watchdog) Close() error {
-	w.timer.Stop()
-	err := w.ReadCloser.Close()
-	w.cancel()
-	return err
 }
