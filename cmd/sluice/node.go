@@ -26,6 +26,7 @@ import (
 	"github.com/sluice-oci/sluice/core/registry"
 	"github.com/sluice-oci/sluice/core/routing"
 	"github.com/sluice-oci/sluice/core/store"
+	"github.com/sluice-oci/sluice/internal/memtrim"
 	"github.com/sluice-oci/sluice/policy"
 	"github.com/sluice-oci/sluice/wasm"
 )
@@ -62,6 +63,10 @@ func runNode(stop context.Context, cfg *runConfig, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
+	trims := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_memory_trims_total",
+		Help: "Times the node, quiet after a burst of work, returned its free heap to the OS."})
+	reg.MustRegister(trims)
+	go memtrim.New(memtrim.WithOnTrim(trims.Inc)).Run(ctx)
 
 	uri, why := cfg.storeURI()
 	st, closeStore, err := openStore(ctx, uri, cfg.ContainerdNamespace, log)
@@ -314,17 +319,17 @@ func isAlone(r any) bool {
 // of ours when GOMEMLIMIT is set (the runtime reads it); 90% of
 // SLUICE_MEMORY_LIMIT (bytes: the chart passes the container's memory
 // limit) so memory outside the Go heap (wazero's compiled code, stacks)
-// stays under the hard limit; else 20 MiB. A soft limit makes the GC work
-// harder as the heap nears it (never more than the runtime's own CPU cap),
-// so the resident set stays within the 64 MiB target with 10k advertised
-// keys (see RATIONALE.md).
+// stays under the hard limit; else none. A soft limit is a guard below a
+// hard one, not a way to keep an idle node small: set below the working
+// set it makes the GC run back to back while the node serves (see
+// RATIONALE.md); an idle node is kept small by memtrim instead.
 func softMemoryLimit(env func(string) (string, bool)) (int64, error) {
 	if _, set := env("GOMEMLIMIT"); set {
 		return 0, nil
 	}
 	v, set := env("SLUICE_MEMORY_LIMIT")
 	if !set || v == "" {
-		return 20 << 20, nil
+		return 0, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 32<<20 {

@@ -192,10 +192,10 @@ func TestSoftMemoryLimit(t *testing.T) {
 		want    int64
 		wantErr bool
 	}{
-		{"default", nil, 20 << 20, false},
+		{"default: none", nil, 0, false},
 		{"GOMEMLIMIT wins", map[string]string{"GOMEMLIMIT": "100MiB", "SLUICE_MEMORY_LIMIT": "134217728"}, 0, false},
 		{"90% of the container limit", map[string]string{"SLUICE_MEMORY_LIMIT": "134217728"}, 134217728 / 10 * 9, false},
-		{"empty is the default", map[string]string{"SLUICE_MEMORY_LIMIT": ""}, 20 << 20, false},
+		{"empty is the default", map[string]string{"SLUICE_MEMORY_LIMIT": ""}, 0, false},
 		{"not bytes", map[string]string{"SLUICE_MEMORY_LIMIT": "128Mi"}, 0, true},
 		{"too small", map[string]string{"SLUICE_MEMORY_LIMIT": "1048576"}, 0, true},
 	}
