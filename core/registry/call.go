@@ -279,11 +279,15 @@ func (c *call) verifyForPeer(d digest.Digest, content store.Content) (*flight, e
 		return nil, fmt.Errorf("verify %s: %w", d, err)
 	}
 	open := func() (store.Content, error) { return c.store.Open(context.WithoutCancel(c.r.Context()), d) }
-	known, ok, fl := c.verified.state(d, st, open)
+	// One grace for both waits: for a hash slot, then for the verdict.
+	gctx, cancel := context.WithTimeout(c.r.Context(), verifyGrace)
+	defer cancel()
+	known, ok, fl := c.verified.state(gctx, d, st, open)
 	if !known {
 		if _, done, _, err := fl.wait(c.r.Context(), 0); done && errors.Is(err, errHashBusy) {
-			// Every hash slot is busy: the peer goes to another provider
-			// or the upstream at once, as with a full fetch semaphore.
+			// Every hash slot stayed busy for the grace: the peer goes to
+			// another provider or the upstream, as with a full fetch
+			// semaphore.
 			c.metrics.VerifyRejected.Inc()
 			return nil, oci.Errorf(http.StatusNotFound, oci.CodeBlobUnknown, "blob %s not verified yet and this node is busy verifying others", d)
 		}
@@ -291,9 +295,7 @@ func (c *call) verifyForPeer(d digest.Digest, content store.Content) (*flight, e
 	if !known && c.r.Method != http.MethodHead {
 		// Most blobs hash within the grace: then a corrupt one is a clean
 		// 404 (the peer goes elsewhere) rather than an aborted body.
-		gctx, cancel := context.WithTimeout(c.r.Context(), verifyGrace)
 		_, done, good, err := fl.wait(gctx, math.MaxInt64)
-		cancel()
 		if done && err != nil {
 			return nil, fmt.Errorf("verify %s: %w", d, err)
 		}

@@ -25,9 +25,11 @@ import (
 // (which changes ctime) makes it a new version, hashed again.
 //
 // At most slots hashes run at once: a new one asked for while every slot
-// is busy is refused (errHashBusy) rather than queued, so a peer sweeping
-// the node's digests, or many abandoned requests, cannot start a
-// whole-file read per blob.
+// is busy waits for a slot within the request's grace and is then refused
+// (errHashBusy) rather than queued further, so a peer sweeping the node's
+// digests, or many abandoned requests, cannot start a whole-file read per
+// blob, while the burst of a rollout's first pulls (dozens of small blobs
+// asked at once, each hashed in microseconds) is served.
 type verifyCache struct {
 	mu      sync.Mutex
 	max     int
@@ -35,6 +37,7 @@ type verifyCache struct {
 	running int
 	m       map[digest.Digest]verdict
 	flights map[flightKey]*flight
+	freed   chan struct{} // closed (and replaced) when a hash ends
 }
 
 type verdict struct {
@@ -75,7 +78,8 @@ const verdictCacheSize = 65536
 const defaultHashSlots = 4
 
 func newVerifyCache(max int) *verifyCache {
-	return &verifyCache{max: max, slots: defaultHashSlots, m: map[digest.Digest]verdict{}, flights: map[flightKey]*flight{}}
+	return &verifyCache{max: max, slots: defaultHashSlots, m: map[digest.Digest]verdict{}, flights: map[flightKey]*flight{},
+		freed: make(chan struct{})}
 }
 
 // errFileChanged ends a hash whose file is no longer the version asked for.
@@ -88,27 +92,44 @@ var errHashBusy = errors.New("every background hash slot is busy")
 // state returns the verdict on version st of d when known; otherwise the
 // hash of that version in flight, started with open (which must open the
 // blob afresh: the hash outlives the caller's handle) unless one runs.
-// When none runs and every slot is busy, the flight returned is already
-// finished with errHashBusy.
-func (v *verifyCache) state(d digest.Digest, st fileStamp, open func() (store.Content, error)) (known, ok bool, f *flight) {
+// When none runs and every slot is busy, it waits for a slot until ctx is
+// done; then the flight returned is already finished with errHashBusy.
+func (v *verifyCache) state(ctx context.Context, d digest.Digest, st fileStamp, open func() (store.Content, error)) (known, ok bool, f *flight) {
+	for {
+		known, ok, f, freed := v.try(d, st, open)
+		if freed == nil {
+			return known, ok, f
+		}
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return known, ok, f
+		}
+	}
+}
+
+// try is one attempt of state; freed is non-nil when every slot was busy
+// (the flight is then finished with errHashBusy) and is closed when one
+// frees.
+func (v *verifyCache) try(d digest.Digest, st fileStamp, open func() (store.Content, error)) (known, ok bool, f *flight, freed <-chan struct{}) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if e, hit := v.m[d]; hit && e.stamp == st {
-		return true, e.ok, nil
+		return true, e.ok, nil, nil
 	}
 	key := flightKey{d, st}
 	if f := v.flights[key]; f != nil {
-		return false, false, f
+		return false, false, f, nil
 	}
 	f = newFlight(st.size)
 	if v.running >= v.slots {
 		f.finish(false, fmt.Errorf("verify %s: %w", d, errHashBusy))
-		return false, false, f
+		return false, false, f, v.freed
 	}
 	v.running++
 	v.flights[key] = f
 	go v.run(key, f, open)
-	return false, false, f
+	return false, false, f, nil
 }
 
 // run hashes one file version and records the verdict. It is detached
@@ -118,6 +139,8 @@ func (v *verifyCache) run(key flightKey, f *flight, open func() (store.Content, 
 	v.mu.Lock()
 	delete(v.flights, key)
 	v.running--
+	close(v.freed)
+	v.freed = make(chan struct{})
 	if err == nil {
 		if _, had := v.m[key.d]; !had && len(v.m) >= v.max {
 			for k := range v.m { // drop an arbitrary entry; a miss only costs a re-hash

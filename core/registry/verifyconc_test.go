@@ -68,7 +68,7 @@ func TestVerifyCache_BackgroundHashesBounded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _, fl := v.state(d, st, open) // the request that asked is gone
+		_, _, fl := v.state(t.Context(), d, st, open) // the request that asked is gone
 		wg.Add(1)
 		go func() { defer wg.Done(); _, _, _, _ = fl.wait(t.Context(), 1<<62) }()
 	}
