@@ -1,0 +1,4 @@
+package registry
+
+// VerifyGrace is verifyGrace, for the external tests.
+const VerifyGrace = verifyGrace
