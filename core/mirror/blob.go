@@ -49,7 +49,7 @@ func (m *Mirror) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.R
 	if r.Method == http.MethodHead {
 		method = http.MethodHead
 	}
-	resp, p, err := m.first(ctx, peers, method, path, 0)
+	resp, p, err := m.first(ctx, peers, method, path, 0, false)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func (s *stream) run(resp *http.Response, p routing.Peer) error {
 		s.m.metrics.ResumedFetches.Inc()
 		s.m.providerEvent(dropReason(err))
 		s.peers.fail(p)
-		resp, p, err = s.m.first(s.ctx, s.peers, http.MethodGet, s.path, off)
+		resp, p, err = s.m.first(s.ctx, s.peers, http.MethodGet, s.path, off, true)
 		if err != nil {
 			return fmt.Errorf("resume %s at %d: %v: %w", s.ref.Digest, off, err, registry.ErrAborted)
 		}

@@ -172,7 +172,7 @@ func (m *Mirror) Manifest(ctx context.Context, ref oci.Reference) (registry.Mani
 	path := fmt.Sprintf("/v2/%s/manifests/%s?ns=%s", ref.Repository, manifestRef(ref), ref.Registry)
 	var lastErr error
 	for {
-		resp, p, err := m.first(ctx, peers, http.MethodGet, path, 0)
+		resp, p, err := m.first(ctx, peers, http.MethodGet, path, 0, false)
 		if err != nil {
 			if lastErr != nil && errors.Is(err, store.ErrNotFound) {
 				return registry.Manifest{}, fmt.Errorf("%w (last peer error: %v)", store.ErrNotFound, lastErr)

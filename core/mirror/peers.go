@@ -278,7 +278,12 @@ type answer struct {
 //   - an answer is unusable: the next queued peer starts at once; with
 //     nothing queued and nothing in flight, wait for lookups, then relook;
 //     with nothing left, fail (store.ErrNotFound).
-func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string, off int64) (*http.Response, routing.Peer, error) {
+//
+// resume is set when the client already has headers and part of the body
+// (a peer died mid-blob): no 404 can send it upstream any more, so an
+// unhealthy provider is no probe on the resolve budget but is given the
+// full response timeout like any other.
+func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string, off int64, resume bool) (*http.Response, routing.Peer, error) {
 	results := make(chan answer, m.maxPeers)
 	inflight := 0
 	var lastErr error
@@ -293,6 +298,7 @@ func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string,
 		launched = append(launched, p)
 		inflight++
 		probeEnd, probe := peers.probe(p)
+		probe = probe && !resume
 		go func() {
 			start := time.Now()
 			var expired *time.Timer
