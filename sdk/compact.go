@@ -29,35 +29,58 @@ var errCompact = errors.New("sdk: compact input: malformed")
 
 // ParseCompactInput decodes the compact input layout: the action and the
 // input document, as ParseInput does for JSON (Data and Settings are left
-// empty). It is written for Go inside Wasm, where every function call and
-// loop iteration costs: the fixed fields are read without loops, and the
-// document costs two allocations (one copy of the bytes that every string
-// slices into, one block for the nested objects) plus label maps.
+// empty).
 func ParseCompactInput(b []byte) (Input, error) {
+	var in Input
+	if err := parseCompact(b, &in); err != nil {
+		return Input{}, err
+	}
+	return in, nil
+}
+
+// parseCompact decodes b into in, setting every field but Data and
+// Settings. It is written for Go inside Wasm, where every function call,
+// loop iteration and copy or zeroing of more than a few words (a bulk
+// memory instruction, which the runtime turns into calls) costs: the input
+// is decoded in place, the fixed fields are read by inlined loads without
+// loops, and the document costs two allocations (one copy of the bytes
+// that every string slices into, one block for the nested objects) plus
+// label maps and source lists when present.
+func parseCompact(b []byte, in *Input) error {
 	if len(b) < compactHeaderLen || binary.LittleEndian.Uint32(b) != compactVersion {
-		return Input{}, errCompact
+		return errCompact
 	}
 	flags := binary.LittleEndian.Uint32(b[4:])
 	nMirrors := uint64(binary.LittleEndian.Uint32(b[16:]))
 	nNode := uint64(binary.LittleEndian.Uint32(b[20:]))
 	nSource := uint64(binary.LittleEndian.Uint32(b[24:]))
 	if compactHeaderLen+8*(nMirrors+2*nNode+2*nSource) > uint64(len(b)) {
-		return Input{}, errCompact
+		return errCompact
 	}
-	c := compactReader{b: b, s: string(b)}
-	in := Input{
-		Action:    c.str(0),
-		MediaType: c.str(6),
-		Size:      int64(binary.LittleEndian.Uint64(b[8:])),
-	}
-	st := new(storage)
+	// The string bytes follow the entry table: only they are copied.
+	// An entry that points before them (the layout allows it) gets its
+	// bytes from a copy of the whole buffer, made then.
+	lo := compactHeaderLen + 8*(nMirrors+2*nNode+2*nSource)
+	c := compactReader{b: b, s: string(b[lo:]), lo: lo}
+	in.Action = c.fixed(0)
+	in.MediaType = c.fixed(6)
+	in.Size = int64(binary.LittleEndian.Uint64(b[8:]))
+	in.Reference, in.Peer, in.Node, in.Source, in.Upstream, in.Mirrors = nil, nil, nil, nil, nil, nil
+	// The nested objects are new for every input: a policy may keep them.
+	// Fields are set one by one: they are zeroed already, and assigning a
+	// composite literal would zero each object again. The common ones
+	// share one allocation; the others are made when present.
+	st := new(compactStorage)
 	if flags&compactReference != 0 {
-		st.ref = Reference{Registry: c.str(1), Repository: c.str(2), Tag: c.str(3), Digest: c.str(4), Kind: c.str(5)}
-		in.Reference = &st.ref
+		r := &st.ref
+		r.Registry, r.Repository, r.Tag = c.fixed(1), c.fixed(2), c.fixed(3)
+		r.Digest, r.Kind = c.fixed(4), c.fixed(5)
+		in.Reference = r
 	}
 	if flags&compactPeer != 0 {
-		st.peer = Peer{ID: c.str(7), Address: c.str(8), TLSSubject: c.str(9)}
-		in.Peer = &st.peer
+		p := new(Peer)
+		p.ID, p.Address, p.TLSSubject = c.fixed(7), c.fixed(8), c.fixed(9)
+		in.Peer = p
 	}
 	slot := compactStrings
 	if flags&compactMirrors != 0 {
@@ -76,47 +99,84 @@ func ParseCompactInput(b []byte) (Input, error) {
 	nodeLabels, slot = c.labels(slot, nNode)
 	sourceLabels, slot = c.labels(slot, nSource)
 	if flags&compactNode != 0 {
-		st.node = Node{Name: c.str(10), Labels: nodeLabels}
+		st.node.Name, st.node.Labels = c.fixed(10), nodeLabels
 		in.Node = &st.node
 	}
 	if flags&compactSource != 0 {
-		st.source = Source{Image: c.str(11), Pinned: flags&compactPinned != 0, Labels: sourceLabels}
-		in.Source = &st.source
-	}
-	if flags&compactSource != 0 && flags&compactLists != 0 {
-		st.source.Registries, st.source.Repositories, slot = c.lists(slot)
+		src := new(Source)
+		src.Image, src.Pinned, src.Labels = c.fixed(11), flags&compactPinned != 0, sourceLabels
+		if flags&compactLists != 0 {
+			src.Registries, src.Repositories, slot = c.lists(slot)
+		}
+		in.Source = src
 	}
 	if flags&compactUpstream != 0 {
-		st.upstream = Upstream{Endpoint: c.str(slot), Credentials: flags&compactCredentials != 0}
-		in.Upstream = &st.upstream
+		up := new(Upstream)
+		up.Endpoint, up.Credentials = c.str(slot), flags&compactCredentials != 0
+		in.Upstream = up
 	}
 	if c.bad {
-		return Input{}, errCompact
+		return errCompact
 	}
-	return in, nil
+	return nil
 }
 
-// compactReader reads the strings of a compact input; s is the copy of b
-// that they slice. A string outside the buffer sets bad.
+// compactStorage holds the nested objects of a compact input that most
+// decisions have, in one allocation.
+type compactStorage struct {
+	ref     Reference
+	node    Node
+	mirrors [4]string
+}
+
+// compactReader reads the strings of a compact input: s is the copy of
+// b[lo:] that they slice, all a copy of b made for a string before lo. A
+// string outside the buffer sets bad.
 type compactReader struct {
 	b   []byte
 	s   string
+	lo  uint64
+	all string
 	bad bool
 }
 
+// at returns the bytes [off, end) of b, end <= len(b), as a string.
+func (c *compactReader) at(off, end uint64) string {
+	switch {
+	case off >= c.lo:
+		return c.s[off-c.lo : end-c.lo]
+	case off >= end:
+		return ""
+	case c.all == "":
+		c.all = string(c.b)
+	}
+	return c.all[off:end]
+}
+
+// fixed reads fixed string i (< compactStrings), whose entry the header
+// check has found inside b.
+func (c *compactReader) fixed(i int) string {
+	e := binary.LittleEndian.Uint64(c.b[compactStringsOff+8*i:])
+	off, end := e&0xffff_ffff, e&0xffff_ffff+e>>32
+	if end <= uint64(len(c.b)) {
+		return c.at(off, end)
+	}
+	c.bad = true
+	return ""
+}
+
+// str reads the string entry at slot, anywhere in the table.
 func (c *compactReader) str(slot int) string {
-	at := compactStringsOff + 8*slot
-	if uint64(at)+8 > uint64(len(c.b)) {
-		c.bad = true
-		return ""
+	at := compactStringsOff + 8*uint64(slot)
+	if at+8 <= uint64(len(c.b)) {
+		e := binary.LittleEndian.Uint64(c.b[at:])
+		off, end := e&0xffff_ffff, e&0xffff_ffff+e>>32
+		if end <= uint64(len(c.b)) {
+			return c.at(off, end)
+		}
 	}
-	off := uint64(binary.LittleEndian.Uint32(c.b[at:]))
-	n := uint64(binary.LittleEndian.Uint32(c.b[at+4:]))
-	if off+n > uint64(len(c.s)) {
-		c.bad = true
-		return ""
-	}
-	return c.s[off : off+n]
+	c.bad = true
+	return ""
 }
 
 // lists reads the entry (u32 R, u32 P) at slot and the R + P strings

@@ -40,6 +40,25 @@ func TestParseCompactInput(t *testing.T) {
 	}
 }
 
+// TestParseCompactInput_StringBeforeTheStrings checks a string whose
+// bytes lie before the string bytes (here: inside the entry table), which
+// the layout allows and the host never writes: the decoder copies only
+// the bytes after the table, and the whole buffer for such a string.
+func TestParseCompactInput_StringBeforeTheStrings(t *testing.T) {
+	t.Parallel()
+	doc := compactDoc()
+	at := uint32(compactStringsOff + 8) // the registry's own entry
+	binary.LittleEndian.PutUint32(doc[compactStringsOff+8*3:], at)
+	binary.LittleEndian.PutUint32(doc[compactStringsOff+8*3+4:], 8)
+	in, err := ParseCompactInput(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := string(doc[at : at+8]); in.Reference.Tag != want || in.Reference.Registry != "docker.io" || in.Mirrors[0] != "docker.io" {
+		t.Errorf("ParseCompactInput = %+v (reference %+v), want tag %q", in, in.Reference, want)
+	}
+}
+
 // FuzzParseCompactInput checks that no input panics the decoder.
 func FuzzParseCompactInput(f *testing.F) {
 	f.Add(compactDoc())

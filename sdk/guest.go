@@ -20,6 +20,10 @@ type guest struct {
 	settings Settings
 	in       []byte // from the last sluice_alloc; valid until the next one
 	out      []byte // the last decision; valid until the next sluice_decide
+	// input is the decoded input of the call in progress: decoded in
+	// place, it is copied once, into the policy's argument. What its
+	// pointers refer to is new for every call.
+	input Input
 }
 
 // alloc implements sluice_alloc.
@@ -62,7 +66,7 @@ func (g *guest) decide(action, input []byte) ([]byte, error) {
 		return nil, err
 	}
 	in.Action = string(action)
-	return g.finish(in)
+	return g.finish(&in)
 }
 
 // decideCompact implements sluice_decide_compact: input is the action and
@@ -71,15 +75,15 @@ func (g *guest) decideCompact(input []byte) ([]byte, error) {
 	if g.handler == nil {
 		return nil, fmt.Errorf("sdk: no policy registered (call sdk.Handle from a package-level var)")
 	}
-	in, err := ParseCompactInput(input)
-	if err != nil {
+	in := &g.input
+	if err := parseCompact(input, in); err != nil {
 		return nil, err
 	}
 	return g.finish(in)
 }
 
 // finish runs the policy on a decoded input and encodes its decision.
-func (g *guest) finish(in Input) ([]byte, error) {
+func (g *guest) finish(in *Input) ([]byte, error) {
 	in.Data, in.Settings = g.data, g.settings
 	d, err := g.run(in)
 	if err != nil {
@@ -91,11 +95,11 @@ func (g *guest) finish(in Input) ([]byte, error) {
 
 // run calls the policy, turning a panic into an error so that the host
 // sees a failed decision and a log line rather than a dead instance.
-func (g *guest) run(in Input) (d Decision, err error) {
+func (g *guest) run(in *Input) (d Decision, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("sdk: policy panicked: %v", r)
 		}
 	}()
-	return g.handler(in), nil
+	return g.handler(*in), nil
 }
