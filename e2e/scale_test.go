@@ -84,6 +84,9 @@ func TestNode_RSSWith10kAdvertisedKeys(t *testing.T) {
 		trims, _ = nodes[0].Metric(t.Context(), "sluice_memory_trims_total")
 		return trims > 0 && rss <= 64<<20
 	})
+	if trims == 0 {
+		t.Errorf("the node never trimmed within 20 s of going quiet (sluice_memory_trims_total 0)")
+	}
 	t.Logf("%d keys advertised in %s; at rest after %s: node RSS %.1f MiB, %v trims (%s)", got, advertised.Round(time.Millisecond),
 		(time.Since(start) - advertised).Round(time.Millisecond), float64(rss)/(1<<20), trims, nodes[0].MemoryBreakdown())
 	for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_alloc_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes", "go_memstats_next_gc_bytes"} {

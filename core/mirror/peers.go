@@ -280,9 +280,8 @@ type answer struct {
 //     with nothing left, fail (store.ErrNotFound).
 //
 // resume is set when the client already has headers and part of the body
-// (a peer died mid-blob): no 404 can send it upstream any more, so an
-// unhealthy provider is no probe on the resolve budget but is given the
-// full response timeout like any other.
+// (a peer died mid-blob): an unhealthy provider is then given the
+// slow-peer threshold to answer rather than the resolve budget.
 func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string, off int64, resume bool) (*http.Response, routing.Peer, error) {
 	results := make(chan answer, m.maxPeers)
 	inflight := 0
@@ -298,7 +297,14 @@ func (m *Mirror) first(ctx context.Context, peers *peerSet, method, path string,
 		launched = append(launched, p)
 		inflight++
 		probeEnd, probe := peers.probe(p)
-		probe = probe && !resume
+		if probe && resume {
+			// Mid-blob an unhealthy provider is the client's last chance
+			// (containerd reopens at the offset through sluice first): it
+			// gets as long as a healthy answer may take (the slow-peer
+			// threshold), not the resolve budget, and not the full
+			// response timeout a dead host would cost.
+			probeEnd = time.Now().Add(m.health.slowAfter)
+		}
 		go func() {
 			start := time.Now()
 			var expired *time.Timer

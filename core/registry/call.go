@@ -279,10 +279,17 @@ func (c *call) verifyForPeer(d digest.Digest, content store.Content) (*flight, e
 		return nil, fmt.Errorf("verify %s: %w", d, err)
 	}
 	open := func() (store.Content, error) { return c.store.Open(context.WithoutCancel(c.r.Context()), d) }
-	// One grace for both waits: for a hash slot, then for the verdict.
+	// One grace for both waits: for a hash slot, then for the verdict. A
+	// HEAD sends no bytes and needs no verdict: it never waits in line.
 	gctx, cancel := context.WithTimeout(c.r.Context(), verifyGrace)
 	defer cancel()
-	known, ok, fl := c.verified.state(gctx, d, st, open)
+	sctx := gctx
+	if c.r.Method == http.MethodHead {
+		hctx, hcancel := context.WithCancel(gctx)
+		hcancel()
+		sctx = hctx
+	}
+	known, ok, fl := c.verified.state(sctx, d, st, open)
 	if !known {
 		if _, done, _, err := fl.wait(c.r.Context(), 0); done && errors.Is(err, errHashBusy) {
 			// Every hash slot stayed busy for the grace: the peer goes to

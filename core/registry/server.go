@@ -97,7 +97,9 @@ func WithClientStore(own bool) Option { return func(s *Server) { s.clientStore =
 
 // WithVerifyConcurrency bounds how many unverified blob files are hashed
 // at once in the background (default 4); a peer asking for another one
-// while every slot is busy is answered 404 at once. n < 1 keeps the default.
+// while every slot is busy waits in line within the verification grace
+// (100 ms), then is answered 404; a HEAD does not wait. n < 1 keeps the
+// default.
 func WithVerifyConcurrency(n int) Option {
 	return func(s *Server) {
 		if n >= 1 {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -37,7 +38,7 @@ type verifyCache struct {
 	running int
 	m       map[digest.Digest]verdict
 	flights map[flightKey]*flight
-	freed   chan struct{} // closed (and replaced) when a hash ends
+	waiters []*slotWaiter // requests in line for a slot, longest first
 }
 
 type verdict struct {
@@ -78,8 +79,7 @@ const verdictCacheSize = 65536
 const defaultHashSlots = 4
 
 func newVerifyCache(max int) *verifyCache {
-	return &verifyCache{max: max, slots: defaultHashSlots, m: map[digest.Digest]verdict{}, flights: map[flightKey]*flight{},
-		freed: make(chan struct{})}
+	return &verifyCache{max: max, slots: defaultHashSlots, m: map[digest.Digest]verdict{}, flights: map[flightKey]*flight{}}
 }
 
 // errFileChanged ends a hash whose file is no longer the version asked for.
@@ -92,44 +92,110 @@ var errHashBusy = errors.New("every background hash slot is busy")
 // state returns the verdict on version st of d when known; otherwise the
 // hash of that version in flight, started with open (which must open the
 // blob afresh: the hash outlives the caller's handle) unless one runs.
-// When none runs and every slot is busy, it waits for a slot until ctx is
-// done; then the flight returned is already finished with errHashBusy.
+// When none runs and every slot is busy, it waits in line for a slot until
+// ctx is done (a slot freed goes to the longest waiter, and wakes only
+// it); then the flight returned is already finished with errHashBusy.
 func (v *verifyCache) state(ctx context.Context, d digest.Digest, st fileStamp, open func() (store.Content, error)) (known, ok bool, f *flight) {
-	for {
-		known, ok, f, freed := v.try(d, st, open)
-		if freed == nil {
-			return known, ok, f
-		}
-		select {
-		case <-freed:
-		case <-ctx.Done():
-			return known, ok, f
-		}
+	v.mu.Lock()
+	if known, ok, f, done := v.lookup(d, st); done {
+		v.mu.Unlock()
+		return known, ok, f
 	}
-}
-
-// try is one attempt of state; freed is non-nil when every slot was busy
-// (the flight is then finished with errHashBusy) and is closed when one
-// frees.
-func (v *verifyCache) try(d digest.Digest, st fileStamp, open func() (store.Content, error)) (known, ok bool, f *flight, freed <-chan struct{}) {
+	if v.running < v.slots {
+		v.running++
+		f = v.start(d, st, open)
+		v.mu.Unlock()
+		return false, false, f
+	}
+	w := v.enqueue(ctx)
+	v.mu.Unlock()
+	if w == nil || !v.await(ctx, w) {
+		f = newFlight(st.size)
+		f.finish(false, fmt.Errorf("verify %s: %w", d, errHashBusy))
+		return false, false, f
+	}
+	// This request holds a slot: another may have judged or started the
+	// same version meanwhile.
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if known, ok, f, done := v.lookup(d, st); done {
+		v.release()
+		return known, ok, f
+	}
+	return false, false, v.start(d, st, open)
+}
+
+// lookup returns the verdict on version st of d, or the hash of it in
+// flight (done), or nothing; v.mu is held.
+func (v *verifyCache) lookup(d digest.Digest, st fileStamp) (known, ok bool, f *flight, done bool) {
 	if e, hit := v.m[d]; hit && e.stamp == st {
-		return true, e.ok, nil, nil
+		return true, e.ok, nil, true
 	}
+	if f := v.flights[flightKey{d, st}]; f != nil {
+		return false, false, f, true
+	}
+	return false, false, nil, false
+}
+
+// start runs the hash of version st of d in a slot the caller holds;
+// v.mu is held.
+func (v *verifyCache) start(d digest.Digest, st fileStamp, open func() (store.Content, error)) *flight {
 	key := flightKey{d, st}
-	if f := v.flights[key]; f != nil {
-		return false, false, f, nil
-	}
-	f = newFlight(st.size)
-	if v.running >= v.slots {
-		f.finish(false, fmt.Errorf("verify %s: %w", d, errHashBusy))
-		return false, false, f, v.freed
-	}
-	v.running++
+	f := newFlight(st.size)
 	v.flights[key] = f
 	go v.run(key, f, open)
-	return false, false, f, nil
+	return f
+}
+
+// slotWaiter is a request in line for a hash slot: ready is closed when a
+// slot is handed to it (granted, under v.mu).
+type slotWaiter struct {
+	ready   chan struct{}
+	granted bool
+}
+
+// enqueue puts a waiter in line, or returns nil when ctx is already done
+// (a HEAD, a request past its grace); v.mu is held.
+func (v *verifyCache) enqueue(ctx context.Context) *slotWaiter {
+	if ctx.Err() != nil {
+		return nil
+	}
+	w := &slotWaiter{ready: make(chan struct{})}
+	v.waiters = append(v.waiters, w)
+	return w
+}
+
+// await waits until w is handed a slot (true) or ctx is done (false: w
+// left the line, and a slot handed to it meanwhile is passed on).
+func (v *verifyCache) await(ctx context.Context, w *slotWaiter) bool {
+	select {
+	case <-w.ready:
+		return true
+	case <-ctx.Done():
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if w.granted {
+		v.release()
+		return false
+	}
+	if i := slices.Index(v.waiters, w); i >= 0 {
+		v.waiters = slices.Delete(v.waiters, i, i+1)
+	}
+	return false
+}
+
+// release frees a slot: to the longest waiter when one is in line, else
+// back to the pool; v.mu is held.
+func (v *verifyCache) release() {
+	if len(v.waiters) == 0 {
+		v.running--
+		return
+	}
+	w := v.waiters[0]
+	v.waiters = slices.Delete(v.waiters, 0, 1)
+	w.granted = true
+	close(w.ready)
 }
 
 // run hashes one file version and records the verdict. It is detached
@@ -138,9 +204,7 @@ func (v *verifyCache) run(key flightKey, f *flight, open func() (store.Content, 
 	ok, err := v.hash(key, f, open)
 	v.mu.Lock()
 	delete(v.flights, key)
-	v.running--
-	close(v.freed)
-	v.freed = make(chan struct{})
+	v.release()
 	if err == nil {
 		if _, had := v.m[key.d]; !had && len(v.m) >= v.max {
 			for k := range v.m { // drop an arbitrary entry; a miss only costs a re-hash
