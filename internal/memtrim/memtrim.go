@@ -35,6 +35,7 @@ type Trimmer struct {
 	quiet    uint64
 	min      uint64
 	allocs   func() uint64 // cumulative bytes allocated
+	live     func() uint64 // heap live after the last collection
 	free     func()        // the trim
 	onTrim   func()        // observer (a metric); may be nil
 
@@ -57,10 +58,13 @@ func withRuntime(allocs func() uint64, free func()) Option {
 	return func(t *Trimmer) { t.allocs, t.free = allocs, free }
 }
 
+// withLive replaces the live-heap reading (tests).
+func withLive(live func() uint64) Option { return func(t *Trimmer) { t.live = live } }
+
 // New returns a Trimmer of this process.
 func New(opts ...Option) *Trimmer {
 	t := &Trimmer{interval: DefaultInterval, quiet: DefaultQuiet, min: DefaultMin,
-		allocs: heapAllocs, free: debug.FreeOSMemory}
+		allocs: heapAllocs, live: heapLive, free: debug.FreeOSMemory}
 	for _, o := range opts {
 		o(t)
 	}
@@ -83,12 +87,15 @@ func (t *Trimmer) Run(ctx context.Context) {
 }
 
 // step is one tick: trim when the last interval was quiet and enough was
-// allocated since the last trim. It reports whether it trimmed.
+// allocated since the last trim: Min, or half the live heap when that is
+// more (a trim is a collection of the whole live heap: on a large heap it
+// is worth only a larger amount of garbage). It reports whether it
+// trimmed.
 func (t *Trimmer) step() bool {
 	now := t.allocs()
 	busy := now-t.prev >= t.quiet
 	t.prev = now
-	if busy || now-t.last < t.min {
+	if busy || now-t.last < max(t.min, t.live()/2) {
 		return false
 	}
 	t.free()
@@ -98,6 +105,16 @@ func (t *Trimmer) step() bool {
 		t.onTrim()
 	}
 	return true
+}
+
+// heapLive reads the heap the last collection found live.
+func heapLive() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // heapAllocs reads the runtime's cumulative heap allocation counter (no

@@ -16,20 +16,26 @@ func TestTrimmer_Step(t *testing.T) {
 		name   string
 		allocs []uint64 // cumulative, one per tick (the first is at Run's start)
 		want   []bool   // trimmed at each tick after the first
+		live   uint64   // live heap (default 10 MiB)
 	}{
-		{"idle from the start: nothing to trim", []uint64{0, 0, 0}, []bool{false, false}},
-		{"a burst, then quiet: one trim", []uint64{0, 40 * mib, 40 * mib, 40 * mib}, []bool{false, true, false}},
-		{"busy every tick: never while busy", []uint64{0, 20 * mib, 40 * mib, 60 * mib}, []bool{false, false, false}},
-		{"busy just at the threshold", []uint64{0, 20 * mib, 24 * mib, 27 * mib}, []bool{false, false, true}},
-		{"a small burst is not worth a collection", []uint64{0, 8 * mib, 8 * mib}, []bool{false, false}},
-		{"trickles add up to a trim", []uint64{0, 3 * mib, 6 * mib, 9 * mib, 12 * mib, 15 * mib, 18 * mib}, []bool{false, false, false, false, false, true}},
-		{"a second burst, a second trim", []uint64{0, 30 * mib, 30 * mib, 60 * mib, 60 * mib}, []bool{false, true, false, true}},
+		{"idle from the start: nothing to trim", []uint64{0, 0, 0}, []bool{false, false}, 0},
+		{"a burst, then quiet: one trim", []uint64{0, 40 * mib, 40 * mib, 40 * mib}, []bool{false, true, false}, 0},
+		{"busy every tick: never while busy", []uint64{0, 20 * mib, 40 * mib, 60 * mib}, []bool{false, false, false}, 0},
+		{"busy just at the threshold", []uint64{0, 20 * mib, 24 * mib, 27 * mib}, []bool{false, false, true}, 0},
+		{"a small burst is not worth a collection", []uint64{0, 8 * mib, 8 * mib}, []bool{false, false}, 0},
+		{"trickles add up to a trim", []uint64{0, 3 * mib, 6 * mib, 9 * mib, 12 * mib, 15 * mib, 18 * mib}, []bool{false, false, false, false, false, true}, 0},
+		{"a second burst, a second trim", []uint64{0, 30 * mib, 30 * mib, 60 * mib, 60 * mib}, []bool{false, true, false, true}, 0},
+		{"a large live heap needs more garbage for a trim", []uint64{0, 40 * mib, 40 * mib, 130 * mib, 130 * mib}, []bool{false, false, false, true}, 256 * mib},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			i, trims := 0, 0
-			tr := New(withRuntime(func() uint64 { return tc.allocs[i] }, func() { trims++ }))
+			live := tc.live
+			if live == 0 {
+				live = 10 * mib
+			}
+			tr := New(withRuntime(func() uint64 { return tc.allocs[i] }, func() { trims++ }), withLive(func() uint64 { return live }))
 			tr.prev = tr.allocs()
 			for k, want := range tc.want {
 				i = k + 1
