@@ -202,6 +202,7 @@ func (a *Advertiser) Run(ctx context.Context) error {
 				arm()
 				continue
 			}
+			a.log.Debug("store event", "type", ev.Type, "image", ev.Image.Name, "digest", ev.Digest)
 			switch ev.Type {
 			case store.EventImageCreate, store.EventImageUpdate:
 				dirty[ev.Image.Name] = ev.Image
@@ -332,6 +333,7 @@ func (a *Advertiser) reconcile(ctx context.Context) {
 		}
 		a.gauge.Set(float64(len(a.announced)))
 		a.mu.Unlock()
+		a.log.Debug("withdrew", "keys", len(drop))
 	}
 	if len(add) > 0 {
 		slices.Sort(add)
