@@ -47,9 +47,12 @@ func TestP2P(t *testing.T) {
 		// What node2 pulled while running is advertised by node2, tag too.
 		e.waitAdvertised(1, func(n int) bool { return n >= before+len(img.Blobs)+1 })
 		// Remove it from node1: node3 can only get it from node2 now.
+		held := e.advertised(0)
 		if _, err := e.daemons[0].Ctr(ctx, "images", "rm", "--sync", img.Name); err != nil {
 			t.Fatal(err)
 		}
+		// node1 withdraws it (and the next subtest counts from there).
+		e.waitAdvertised(0, func(n int) bool { return n <= held-len(img.Blobs)-1 })
 		servedBefore := e.metric(1, "sluice_bytes_served_total", `to="peer"`)
 		if err := e.pull(ctx, 2, img.Name); err != nil {
 			t.Fatal(err)
