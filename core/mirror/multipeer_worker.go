@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -299,14 +300,17 @@ func (f *fetch) open(p routing.Peer, lo, hi int64) (io.ReadCloser, error) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
 		err = &statusError{addr: p.Addr.String(), code: resp.StatusCode}
-		if cr := resp.Header.Get("Content-Range"); resp.StatusCode == http.StatusPartialContent {
+		cr := resp.Header.Get("Content-Range")
+		if resp.StatusCode == http.StatusPartialContent {
 			err = fmt.Errorf("%w: %s answered range %d-%d with %q, %d bytes", errBadPeer, p.Addr, lo, hi-1, cr, resp.ContentLength)
-			if asked := fmt.Sprintf("bytes %d-%d/", lo, hi-1); strings.HasPrefix(cr, asked) && resp.ContentLength == hi-lo {
-				// The range asked, of a blob of another size than the
-				// first provider's: one of the two lies, and nothing here
-				// says which (the digest will). Not a sign of ill health.
-				err = fmt.Errorf("%w: %s has it as %s bytes, the first provider as %d", errSizeDisagrees, p.Addr, cr[len(asked):], f.size)
-			}
+		}
+		if total, ok := rangeTotal(cr); ok && total != f.size &&
+			(resp.StatusCode == http.StatusPartialContent || resp.StatusCode == http.StatusRequestedRangeNotSatisfiable) {
+			// A blob of another size than the first provider's (a range
+			// past its end is 416, one across it is cut short): one of the
+			// two lies, and nothing here says which (the digest will). Not
+			// a sign of ill health.
+			err = fmt.Errorf("%w: %s has it as %d bytes, the first provider as %d", errSizeDisagrees, p.Addr, total, f.size)
 		}
 	}
 	m.health.noteAnswer(f.ctx, rctx, p, time.Since(start), err)
@@ -315,4 +319,15 @@ func (f *fetch) open(p routing.Peer, lo, hi int64) (io.ReadCloser, error) {
 		return nil, err
 	}
 	return newWatchdog(resp.Body, cancel, m.idleTimeout), nil
+}
+
+// rangeTotal returns the complete length of a Content-Range value
+// ("bytes 0-9/100", "bytes */100"), when it is given.
+func rangeTotal(cr string) (int64, bool) {
+	_, total, ok := strings.Cut(cr, "/")
+	if !ok || !strings.HasPrefix(cr, "bytes ") {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(total, 10, 64)
+	return n, err == nil && n >= 0
 }
