@@ -39,6 +39,7 @@ type Store struct {
 	contentDir string // blobs root when readable, else ""
 	log        *slog.Logger
 	images     imageSources // sources of unlabelled content
+	ported     portedHosts  // registries with a port, by host (labels drop it)
 }
 
 var (
@@ -138,24 +139,26 @@ func (s *Store) statLabels(ctx context.Context, d digest.Digest) (store.Info, er
 		}
 		return store.Info{}, fmt.Errorf("content info %s: %w", d, err)
 	}
-	regs, repos := sources(info.Labels)
+	regs, repos := sources(info.Labels, s.ported.expand)
 	return store.Info{Digest: d, Size: info.Size, Labels: info.Labels, Registries: regs, Repositories: repos}, nil
 }
 
 // sources reads the distribution source labels: the key names the
-// registry, the value the comma-separated repositories.
-func sources(labels map[string]string) (registries, repositories []string) {
+// registry, the value the comma-separated repositories. expand turns a
+// label's registry into the registries it stands for (portedHosts).
+func sources(labels map[string]string, expand func(string) []string) (registries, repositories []string) {
 	set := store.SourceSet{}
 	for k, v := range labels {
-		r, ok := strings.CutPrefix(k, LabelDistributionSource)
-		if !ok || r == "" {
+		label, ok := strings.CutPrefix(k, LabelDistributionSource)
+		if !ok || label == "" {
 			continue
 		}
-		r = oci.NormalizeRegistry(r)
-		set.Add(r, "")
-		for _, repo := range strings.Split(v, ",") {
-			if repo = strings.TrimSpace(repo); repo != "" {
-				set.Add(r, repo)
+		for _, r := range expand(oci.NormalizeRegistry(label)) {
+			set.Add(r, "")
+			for _, repo := range strings.Split(v, ",") {
+				if repo = strings.TrimSpace(repo); repo != "" {
+					set.Add(r, repo)
+				}
 			}
 		}
 	}
@@ -200,6 +203,7 @@ func (s *Store) Images(ctx context.Context) ([]store.Image, error) {
 		if err != nil || r.Tag == "" {
 			continue
 		}
+		s.ported.note(r.Registry)
 		out = append(out, store.Image{
 			Name: r.Registry + "/" + r.Repository + ":" + r.Tag, Registry: r.Registry, Repository: r.Repository, Tag: r.Tag,
 			Target: img.Target, Pinned: img.Labels[LabelPinned] == "pinned", Labels: img.Labels,

@@ -135,6 +135,7 @@ func (s *Store) translate(ctx context.Context, v any) (store.Event, bool) {
 		if err != nil || r.Tag == "" {
 			return store.Event{}, false
 		}
+		s.ported.note(r.Registry)
 		img := store.Image{Name: r.Registry + "/" + r.Repository + ":" + r.Tag, Registry: r.Registry, Repository: r.Repository, Tag: r.Tag}
 		if t != store.EventImageDelete {
 			if got, err := s.client.ImageService().Get(s.ctx(ctx), name); err == nil {

@@ -44,6 +44,7 @@ func (is *imageSources) of(ctx context.Context, s *Store, d digest.Digest) (regi
 			if err != nil {
 				continue // digest-only names and bare IDs name no registry
 			}
+			s.ported.note(r.Registry)
 			descs, err := store.Walk(ctx, labelStore{s}, img.Target)
 			if err != nil {
 				s.log.Warn("walk image for its sources", "image", img.Name, "err", err)
