@@ -18,8 +18,9 @@ import (
 // every candidate, so an ambiguous label is never more shared than each
 // registry it could stand for).
 type portedHosts struct {
-	mu sync.Mutex
-	m  map[string][]string // host → registries host:port, sorted
+	mu    sync.Mutex
+	m     map[string][]string // host → registries host:port, sorted
+	plain map[string]bool     // hosts also named without a port
 }
 
 // maxPortedHosts bounds the map (image names are the node's own, but a
@@ -28,16 +29,21 @@ type portedHosts struct {
 // before).
 const maxPortedHosts = 1024
 
-// note remembers registry when it names a port.
+// note remembers registry when it names a port, and a host named without
+// one when a registry with a port on it is known too (the label is then
+// ambiguous: both are candidates).
 func (p *portedHosts) note(registry string) {
 	host, port, err := net.SplitHostPort(registry)
-	if err != nil || port == "" {
-		return
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.m == nil {
-		p.m = map[string][]string{}
+		p.m, p.plain = map[string][]string{}, map[string]bool{}
+	}
+	if err != nil || port == "" {
+		if len(p.plain) < maxPortedHosts {
+			p.plain[registry] = true
+		}
+		return
 	}
 	regs, ok := p.m[host]
 	if slices.Contains(regs, registry) || (!ok && len(p.m) >= maxPortedHosts) {
@@ -56,8 +62,12 @@ func (p *portedHosts) expand(registry string) []string {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if regs := p.m[registry]; len(regs) > 0 {
-		return regs
+	regs := p.m[registry]
+	if len(regs) == 0 {
+		return []string{registry}
 	}
-	return []string{registry}
+	if p.plain[registry] {
+		return append(slices.Clone(regs), registry)
+	}
+	return regs
 }

@@ -28,6 +28,7 @@ func TestSources_LabelWithoutPort(t *testing.T) {
 		{"another host is untouched", []string{"registry.local:5000"}, map[string]string{LabelDistributionSource + "docker.io": "library/x"}, []string{"docker.io"}},
 		{"a host of a name", []string{"registry.local:5000"}, map[string]string{LabelDistributionSource + "registry.local": "team/app"}, []string{"registry.local:5000"}},
 		{"IPv6", []string{"[::1]:5000"}, map[string]string{LabelDistributionSource + "::1": "app"}, []string{"[::1]:5000"}},
+		{"the host named without a port too: both are candidates", []string{"registry.local:5000", "registry.local"}, map[string]string{LabelDistributionSource + "registry.local": "team/app"}, []string{"registry.local", "registry.local:5000"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
