@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -39,7 +40,7 @@ type Store struct {
 	contentDir string // blobs root when readable, else ""
 	log        *slog.Logger
 	images     imageSources // sources of unlabelled content
-	ported     portedHosts  // registries with a port, by host (labels drop it)
+	ported     portedHosts  // hosts images name with a port (labels drop it)
 }
 
 var (
@@ -121,8 +122,21 @@ func (s *Store) Resolve(ctx context.Context, registry, repository, tag string) (
 // labels is known under the images that reach it.
 func (s *Store) Stat(ctx context.Context, d digest.Digest) (store.Info, error) {
 	info, err := s.statLabels(ctx, d)
-	if err != nil || len(info.Registries) > 0 {
+	if err != nil {
 		return info, err
+	}
+	if len(info.Registries) > 0 {
+		if !slices.ContainsFunc(info.Registries, s.ported.has) {
+			return info, nil
+		}
+		// A label without the port of the registry the content came from
+		// (ported.go): read with the images that reach it.
+		imgRegs, _, err := s.images.of(ctx, s, d)
+		if err != nil {
+			return store.Info{}, fmt.Errorf("sources of %s: %w", d, err)
+		}
+		info.Registries, info.Repositories = sources(info.Labels, func(r string) []string { return portlessLabel(r, imgRegs) })
+		return info, nil
 	}
 	if info.Registries, info.Repositories, err = s.images.of(ctx, s, d); err != nil {
 		return store.Info{}, fmt.Errorf("sources of %s: %w", d, err)
@@ -139,7 +153,7 @@ func (s *Store) statLabels(ctx context.Context, d digest.Digest) (store.Info, er
 		}
 		return store.Info{}, fmt.Errorf("content info %s: %w", d, err)
 	}
-	regs, repos := sources(info.Labels, s.ported.expand)
+	regs, repos := sources(info.Labels, func(r string) []string { return []string{r} })
 	return store.Info{Digest: d, Size: info.Size, Labels: info.Labels, Registries: regs, Repositories: repos}, nil
 }
 

@@ -6,68 +6,75 @@ import (
 	"sync"
 )
 
-// portedHosts remembers the registries with a port that the node's image
-// names use, by host. containerd's pull labels content with the registry's
-// host alone (its remotes take net/url's Hostname, which drops the port):
-// content pulled from "registry.local:5000" carries the label
-// "containerd.io/distribution.source.registry.local". Read as is, it is
-// known under "registry.local", a registry the mirrors never name, and a
-// serve policy that wants every source shared refuses it to every peer.
-// The host is read as the registries with a port of the node's images on
-// that host: all of them when there are several (a policy then judges
-// every candidate, so an ambiguous label is never more shared than each
-// registry it could stand for).
+// containerd's pull labels content with the registry's host alone (its
+// remotes take net/url's Hostname, which drops the port): content pulled
+// from "registry.local:5000" carries the label
+// "containerd.io/distribution.source.registry.local". Read as written, it
+// is known under "registry.local", which a mirrors list naming
+// "registry.local:5000" never names, and the shipped mirrors policy
+// refuses it to every peer. Such a label is read as the registries with a
+// port on that host of the images that reach the content, and only when
+// every image that reaches it on that host names a port (portlessLabel):
+// content reached by no image yet (a pull in flight), by a digest-pinned
+// name, or also by the bare host stays known under the bare host, so the
+// reading never makes content more shared than the label as written.
+
+// portedHosts is the fast check of Stat: the hosts some image of the node
+// names with a port other than the scheme's default. Content labelled
+// with any other host is read as labelled, without walking images.
 type portedHosts struct {
-	mu    sync.Mutex
-	m     map[string][]string // host → registries host:port, sorted
-	plain map[string]bool     // hosts also named without a port
+	mu sync.Mutex
+	m  map[string]bool
 }
 
-// maxPortedHosts bounds the map (image names are the node's own, but a
-// node may hold many): past it, new hosts are not remembered and their
-// labels stay as containerd wrote them (refused by a mirrors policy, as
-// before).
+// maxPortedHosts bounds the map. Past it a host is not remembered and its
+// labels are read as written (refused by a mirrors policy naming the port:
+// fails closed).
 const maxPortedHosts = 1024
 
-// note remembers registry when it names a port, and a host named without
-// one when a registry with a port on it is known too (the label is then
-// ambiguous: both are candidates).
+// note remembers the host of registry when registry names a port.
 func (p *portedHosts) note(registry string) {
 	host, port, err := net.SplitHostPort(registry)
+	if err != nil || port == "" || port == "443" || port == "80" {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.m == nil {
-		p.m, p.plain = map[string][]string{}, map[string]bool{}
+		p.m = map[string]bool{}
 	}
-	if err != nil || port == "" {
-		if len(p.plain) < maxPortedHosts {
-			p.plain[registry] = true
-		}
-		return
+	if len(p.m) < maxPortedHosts {
+		p.m[host] = true
 	}
-	regs, ok := p.m[host]
-	if slices.Contains(regs, registry) || (!ok && len(p.m) >= maxPortedHosts) {
-		return
-	}
-	regs = append(slices.Clone(regs), registry)
-	slices.Sort(regs)
-	p.m[host] = regs
 }
 
-// expand returns the registries a label's registry stands for: itself
-// when it names a port or no image names its host with one.
-func (p *portedHosts) expand(registry string) []string {
-	if _, _, err := net.SplitHostPort(registry); err == nil {
-		return []string{registry}
-	}
+// has reports whether some image names host with a port.
+func (p *portedHosts) has(host string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	regs := p.m[registry]
-	if len(regs) == 0 {
-		return []string{registry}
+	return p.m[host]
+}
+
+// portlessLabel returns the registries a label's registry stands for,
+// given the registries of the images that reach the content: the label
+// itself, unless it names no port and every one of those registries on
+// its host names one (then those).
+func portlessLabel(label string, imageRegistries []string) []string {
+	if _, _, err := net.SplitHostPort(label); err == nil {
+		return []string{label}
 	}
-	if p.plain[registry] {
-		return append(slices.Clone(regs), registry)
+	var onHost []string
+	for _, r := range imageRegistries {
+		if r == label {
+			return []string{label} // also reached by the bare host: as written
+		}
+		if host, _, err := net.SplitHostPort(r); err == nil && host == label && !slices.Contains(onHost, r) {
+			onHost = append(onHost, r)
+		}
 	}
-	return regs
+	if len(onHost) == 0 {
+		return []string{label}
+	}
+	slices.Sort(onHost)
+	return onHost
 }
