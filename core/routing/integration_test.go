@@ -54,7 +54,10 @@ func TestAdvertiser_P2P(t *testing.T) {
 	tag := TagKey("docker.io", "library/nginx", "1.27")
 	eventually(t, "advertised on A", func() bool { return hasAll(adv.Advertised(), append(img.digestKeys(), tag)...) })
 	for _, key := range []string{tag, img.layer.Digest.String()} {
-		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+		// Found at all, from a node that never held it: how fast is the
+		// DHT simulation's and the benchmarks' business (a 20 ms budget
+		// here failed under make test's -race load).
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		ch, err := c.Lookup(ctx, key, 1)
 		if err != nil {
 			t.Fatal(err)
@@ -63,7 +66,7 @@ func TestAdvertiser_P2P(t *testing.T) {
 		cancel()
 		want := Peer{ID: a.ID().String(), Addr: netip.MustParseAddrPort("127.0.0.1:5101"), Scheme: "http"}
 		if !slices.Equal(got, []Peer{want}) {
-			t.Fatalf("Lookup(%s) within 20ms = %v, want [%v]", key, got, want)
+			t.Fatalf("Lookup(%s) = %v, want [%v]", key, got, want)
 		}
 	}
 }

@@ -160,8 +160,9 @@ func TestP2P_LookupUnknownKeyIsFast(t *testing.T) {
 		if len(got) != 0 {
 			t.Fatalf("unknown key found %v", got)
 		}
-		// 20 ms deadline plus scheduling slack on a loaded 2-core machine.
-		if took > 120*time.Millisecond {
+		// The lookup ends with its context (20 ms), not with a DHT walk
+		// timeout (seconds); the slack is for a loaded 2-core machine.
+		if took > time.Second {
 			t.Fatalf("unknown key took %v, want about the 20ms deadline", took)
 		}
 	}
