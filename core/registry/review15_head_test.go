@@ -11,8 +11,6 @@ import (
 
 	"github.com/sluice-oci/sluice/core/metrics"
 	"github.com/sluice-oci/sluice/core/registry"
-	"github.com/sluice-oci/sluice/core/store/ocidir"
-	"github.com/sluice-oci/sluice/internal/testimage"
 )
 
 // TestServer_PeerHeadDoesNotWaitForAHashSlot (review 15): a peer's HEAD
@@ -25,17 +23,7 @@ import (
 // busy); since, it waits the whole grace.
 func TestServer_PeerHeadDoesNotWaitForAHashSlot(t *testing.T) {
 	t.Parallel()
-	img, err := testimage.Build(testimage.Spec{Name: "docker.io/library/head:1.0", LayerSizes: []int64{1 << 20, 1<<20 + 1}, Seed: 1515})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := ocidir.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := img.WriteLayout(t.Context(), dir); err != nil {
-		t.Fatal(err)
-	}
+	img, dir := layoutImage(t, "docker.io/library/head:1.0", 1515, 1<<20, 1<<20+1)
 	first, second := img.Layers[0], img.Layers[1]
 	st := &slotGateStore{Store: dir, gated: first.Digest, gate: make(chan struct{}), opened: make(chan digest.Digest, 16)}
 	srv := httptest.NewServer(registry.New(st, registry.WithVerifyConcurrency(1), registry.WithMetrics(metrics.New(nil))))

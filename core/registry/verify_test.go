@@ -74,17 +74,7 @@ func peerGet(ctx context.Context, url string) (int, time.Duration, []byte, error
 // that gives up; later requests get the verified file straight away.
 func TestServer_PeerBlobVerifiedWhileStreaming(t *testing.T) {
 	t.Parallel()
-	img, err := testimage.Build(testimage.Spec{Name: "docker.io/library/cold:1.0", LayerSizes: []int64{6 << 20}, Seed: 41})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := ocidir.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := img.WriteLayout(t.Context(), dir); err != nil {
-		t.Fatal(err)
-	}
+	img, dir := layoutImage(t, "docker.io/library/cold:1.0", 41, 6<<20)
 	layer := img.Largest()
 	// 24 reads of 256 KiB at 250 ms: the hash takes 6 s.
 	st := &slowStore{Store: dir, delay: 250 * time.Millisecond}
@@ -138,17 +128,7 @@ func TestServer_PeerBlobVerifiedWhileStreaming(t *testing.T) {
 // (so does a first request when the hash ends within the grace).
 func TestServer_PeerBlobCorruptIsAborted(t *testing.T) {
 	t.Parallel()
-	img, err := testimage.Build(testimage.Spec{Name: "docker.io/library/rot:1.0", LayerSizes: []int64{2 << 20}, Seed: 42})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := ocidir.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := img.WriteLayout(t.Context(), dir); err != nil {
-		t.Fatal(err)
-	}
+	img, dir := layoutImage(t, "docker.io/library/rot:1.0", 42, 2<<20)
 	layer := img.Largest()
 	path, _ := dir.BlobPath(layer.Digest)
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
@@ -172,4 +152,22 @@ func TestServer_PeerBlobCorruptIsAborted(t *testing.T) {
 	if status != http.StatusNotFound {
 		t.Fatalf("after a failed verification: status %d, want 404", status)
 	}
+}
+
+// layoutImage builds an image of the given layer sizes and writes it to a
+// fresh oci-layout store (blob files: peers' requests are verified).
+func layoutImage(t *testing.T, name string, seed uint64, sizes ...int64) (*testimage.Image, *ocidir.Store) {
+	t.Helper()
+	img, err := testimage.Build(testimage.Spec{Name: name, LayerSizes: sizes, Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := ocidir.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := img.WriteLayout(t.Context(), dir); err != nil {
+		t.Fatal(err)
+	}
+	return img, dir
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/sluice-oci/sluice/core/registry"
 	"github.com/sluice-oci/sluice/core/store"
 	"github.com/sluice-oci/sluice/core/store/ocidir"
-	"github.com/sluice-oci/sluice/internal/testimage"
 )
 
 // TestServer_PeerBlobRefusedWhenHashSlotsBusy: with every background hash
@@ -29,17 +28,7 @@ import (
 // free the other blob is served too.
 func TestServer_PeerBlobRefusedWhenHashSlotsBusy(t *testing.T) {
 	t.Parallel()
-	img, err := testimage.Build(testimage.Spec{Name: "docker.io/library/busy:1.0", LayerSizes: []int64{2 << 20, 2<<20 + 1}, Seed: 43})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := ocidir.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := img.WriteLayout(t.Context(), dir); err != nil {
-		t.Fatal(err)
-	}
+	img, dir := layoutImage(t, "docker.io/library/busy:1.0", 43, 2<<20, 2<<20+1)
 	hashed, other := img.Layers[0], img.Layers[1]
 	// 8 reads of 150 ms: the first blob's hash holds the one slot ~1.2 s.
 	st := &hashSlowStore{Store: dir, delay: 150 * time.Millisecond}
@@ -85,17 +74,7 @@ func TestServer_PeerBlobRefusedWhenHashSlotsBusy(t *testing.T) {
 // sends the puller to the upstream (or fails it, air-gapped).
 func TestServer_PeerBlobWaitsForAHashSlot(t *testing.T) {
 	t.Parallel()
-	img, err := testimage.Build(testimage.Spec{Name: "docker.io/library/slot:1.0", LayerSizes: []int64{1 << 20, 1<<20 + 1}, Seed: 44})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := ocidir.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := img.WriteLayout(t.Context(), dir); err != nil {
-		t.Fatal(err)
-	}
+	img, dir := layoutImage(t, "docker.io/library/slot:1.0", 44, 1<<20, 1<<20+1)
 	first, second := img.Layers[0], img.Layers[1]
 	st := &slotGateStore{Store: dir, gated: first.Digest, gate: make(chan struct{}), opened: make(chan digest.Digest, 16)}
 	m := metrics.New(nil)
